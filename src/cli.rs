@@ -1,0 +1,156 @@
+//! The `offergate` command line.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rand::RngExt;
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::domain::api_key::{KeyId, Role};
+use crate::startup::{Application, open_database, shutdown_signal};
+use crate::store::api_keys;
+use crate::{auth, db, telemetry};
+
+#[derive(Parser)]
+#[command(name = "offergate", version, about = "Identity-gated offers with signed single-use tokens")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Address to listen on (default: server.bind, 127.0.0.1:8080).
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+    /// Create the database if missing and apply migrations.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Work with server secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it, alone, on stdout. It is shown only once.
+    Create {
+        #[arg(long)]
+        role: Role,
+        /// The partner a partner key acts for.
+        #[arg(long)]
+        partner: Option<Uuid>,
+        /// A label for people, e.g. "web checkout".
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id; every process refuses it within
+    /// auth.revocation_delay_secs.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Print a fresh random 32-byte secret as 64 hex digits.
+    Generate,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Secrets {
+        command: SecretsCommand::Generate,
+    } = cli.command
+    {
+        let bytes: [u8; 32] = rand::rng().random();
+        println!("{}", hex::encode(bytes));
+        return Ok(());
+    }
+    let mut settings = Settings::load()?;
+    telemetry::init(&settings.log);
+    match cli.command {
+        Command::Serve { bind } => {
+            if let Some(bind) = bind {
+                settings.server.bind = bind;
+            }
+            let app = Application::build(&settings).await?;
+            tracing::info!(
+                addr = %app.local_addr()?,
+                profile = ?settings.profile,
+                "offergate listening"
+            );
+            app.run_until(shutdown_signal()).await?;
+            tracing::info!("offergate stopped");
+        }
+        Command::Migrate => {
+            db::create_if_missing(&settings.database).await?;
+            let pool = db::lazy_pool(&settings.database)?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            eprintln!("database is up to date");
+        }
+        Command::Keys { command } => keys(command, &settings).await?,
+        Command::Secrets { .. } => {}
+    }
+    Ok(())
+}
+
+async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    let pool = open_database(settings).await?;
+    match command {
+        KeysCommand::Create {
+            role,
+            partner,
+            name,
+        } => {
+            let (key, record) = auth::create_key(&pool, role, partner, name.trim()).await?;
+            eprintln!("created {} key {} (shown once)", record.role, record.id);
+            println!("{}", key.expose());
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<12}  {:<8}  {:<36}  {:<20}  {:<20}  NAME",
+                "ID", "ROLE", "PARTNER", "CREATED", "REVOKED"
+            );
+            for key in api_keys::list(&pool).await? {
+                let partner = key.partner_id.map(|p| p.to_string()).unwrap_or_default();
+                let revoked = key.revoked_at.map(short_time).unwrap_or_default();
+                println!(
+                    "{:<12}  {:<8}  {:<36}  {:<20}  {:<20}  {}",
+                    key.id,
+                    key.role,
+                    partner,
+                    short_time(key.created_at),
+                    revoked,
+                    key.name
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let key_id = KeyId::parse(&id).with_context(|| format!("`{id}` is not a key id"))?;
+            match api_keys::revoke(&pool, &key_id).await? {
+                Some(_) => eprintln!(
+                    "revoked {key_id}; every process refuses it within {} s",
+                    settings.auth.revocation_delay_secs
+                ),
+                None => anyhow::bail!("no API key has the id {key_id}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn short_time(at: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    at.format(&format).unwrap_or_default()
+}

@@ -1,0 +1,231 @@
+//! Settings: `config/default.toml`, then `config/<profile>.toml`, then
+//! `OFFERGATE_<SECTION>__<KEY>` environment variables, then `DATABASE_URL`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The development defaults, compiled in so the production guard can tell
+/// when one of their public secrets is still in use.
+const DEVELOPMENT_DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub profile: Profile,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub secrets: SecretSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    pub request_timeout_secs: u64,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// Holds the database password, so it is never printed.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+    pub create_if_missing: bool,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub revocation_delay_secs: u64,
+    pub cache_capacity: u64,
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecretSettings {
+    /// HMAC key of the blind indexes that stand in for identity fields.
+    pub blind_index_key: SecretString,
+    /// Encrypts the private halves of the token signing keys.
+    pub key_encryption_key: SecretString,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error(
+        "the production profile refuses to start with development settings: {}",
+        .0.join("; ")
+    )]
+    DevelopmentSecrets(Vec<String>),
+}
+
+impl Settings {
+    /// Loads settings from the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::load_from(std::env::vars().collect())
+    }
+
+    /// Loads settings as `load` does, from the given environment variables.
+    pub fn load_from(env: HashMap<String, String>) -> Result<Self, SettingsError> {
+        let dir = env
+            .get("OFFERGATE_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let profile = env
+            .get("OFFERGATE_PROFILE")
+            .cloned()
+            .unwrap_or_else(|| "development".to_owned());
+        let default_file = dir.join("default.toml");
+        if !default_file.is_file() {
+            return Err(SettingsError::Invalid(format!(
+                "{} not found: run from the project folder or set OFFERGATE_CONFIG_DIR",
+                default_file.display()
+            )));
+        }
+        let profile_file = dir.join(format!("{profile}.toml"));
+        let settings: Settings = Config::builder()
+            .add_source(File::from(default_file).format(FileFormat::Toml))
+            .add_source(
+                File::from(profile_file)
+                    .format(FileFormat::Toml)
+                    .required(profile != "development"),
+            )
+            .add_source(
+                Environment::with_prefix("OFFERGATE")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env.clone())),
+            )
+            .set_override("profile", profile)?
+            .set_override_option("database.url", env.get("DATABASE_URL").cloned())?
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        for (name, secret) in self.secrets.named() {
+            let value = secret.expose_secret();
+            if value.len() != 64 || hex::decode(value).is_err() {
+                return Err(SettingsError::Invalid(format!(
+                    "secrets.{name} must be 32 bytes written as 64 hex digits \
+                     (`offergate secrets generate` prints one)"
+                )));
+            }
+        }
+        if self.auth.max_concurrent_hashes == 0 {
+            return Err(SettingsError::Invalid(
+                "auth.max_concurrent_hashes must be at least 1".into(),
+            ));
+        }
+        if self.profile == Profile::Production {
+            let offending = self.development_values_in_use();
+            if !offending.is_empty() {
+                return Err(SettingsError::DevelopmentSecrets(offending));
+            }
+        }
+        Ok(())
+    }
+
+    /// Names each setting that still holds its public development value.
+    fn development_values_in_use(&self) -> Vec<String> {
+        let defaults: toml_defaults::Defaults = match toml_defaults::parse(DEVELOPMENT_DEFAULTS) {
+            Ok(defaults) => defaults,
+            Err(_) => return vec!["the compiled-in development defaults are unreadable".into()],
+        };
+        let mut offending = Vec::new();
+        if self.database.url.expose_secret() == defaults.database_url {
+            offending.push("database.url is the development database (set DATABASE_URL)".into());
+        }
+        for (name, secret) in self.secrets.named() {
+            if defaults.secrets.get(name).map(String::as_str) == Some(secret.expose_secret()) {
+                offending.push(format!(
+                    "secrets.{name} is the development value (set OFFERGATE_SECRETS__{})",
+                    name.to_uppercase()
+                ));
+            }
+        }
+        offending
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.request_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.server.shutdown_grace_secs)
+    }
+}
+
+impl SecretSettings {
+    fn named(&self) -> [(&'static str, &SecretString); 2] {
+        [
+            ("blind_index_key", &self.blind_index_key),
+            ("key_encryption_key", &self.key_encryption_key),
+        ]
+    }
+}
+
+mod toml_defaults {
+    use std::collections::HashMap;
+
+    pub struct Defaults {
+        pub database_url: String,
+        pub secrets: HashMap<String, String>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct File {
+        database: Database,
+        secrets: HashMap<String, String>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Database {
+        url: String,
+    }
+
+    pub fn parse(text: &str) -> Result<Defaults, config::ConfigError> {
+        let file: File = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        Ok(Defaults {
+            database_url: file.database.url,
+            secrets: file.secrets,
+        })
+    }
+}

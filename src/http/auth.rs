@@ -1,0 +1,53 @@
+//! The `Caller` extractor: the authenticated API key behind a request.
+//! Handlers state the roles they accept with `caller.require(..)`.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::auth::Principal;
+use crate::domain::api_key::{ApiKey, Role};
+
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// Refuses the request (403) unless the key has one of the roles.
+    pub fn require(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
+        if roles.contains(&self.0.role) {
+            Ok(&self.0)
+        } else {
+            let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::Forbidden(format!(
+                "This route needs a key of role {}; this key's role is {}.",
+                allowed.join(" or "),
+                self.0.role
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthenticated("Send the API key as `Authorization: Bearer <key>`.".into())
+        })?;
+        let raw = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(
+                    "The Authorization header must read `Bearer <key>`.".into(),
+                )
+            })?;
+        let key = ApiKey::parse(raw.trim())
+            .map_err(|malformed| ApiError::Unauthenticated(format!("{malformed}.")))?;
+        let principal = state.keys.authenticate(&key).await?;
+        tracing::Span::current().record("api_key", principal.key_id.as_str());
+        Ok(Caller(principal))
+    }
+}

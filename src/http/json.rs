@@ -1,0 +1,162 @@
+//! A JSON body extractor whose every rejection is a problem document naming
+//! what is wrong: the content type, the size, the syntax, or the field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use super::problem::{ApiError, FieldError};
+
+pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "Send the body as JSON with Content-Type: application/json.".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("The body exceeds the size limit for JSON requests.".into())
+            } else {
+                ApiError::BadRequest("The request body could not be read.".into())
+            }
+        })?;
+        parse(&bytes).map(Json)
+    }
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.len() > 5 && essence[..essence.len() - 5].contains('/') && essence.ends_with("+json"))
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            Category::Data => ApiError::Validation(vec![field_error(&path, &inner)]),
+            Category::Syntax | Category::Eof => ApiError::MalformedJson(inner.to_string()),
+            Category::Io => ApiError::BadRequest(inner.to_string()),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok(value)
+}
+
+/// serde reports a missing field at its parent's path; name the field itself.
+fn field_error(path: &str, error: &serde_json::Error) -> FieldError {
+    let message = strip_position(&error.to_string());
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some(name) = rest.strip_suffix('`')
+    {
+        let field = if path == "." {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
+        return FieldError::new(field, "is required");
+    }
+    let field = if path == "." { "body".to_owned() } else { path.to_owned() };
+    FieldError::new(field, message)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        role: crate::domain::api_key::Role,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        count: u32,
+    }
+
+    fn field_of(body: &str) -> Vec<FieldError> {
+        match parse::<Body>(body.as_bytes()) {
+            Err(ApiError::Validation(errors)) => errors,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let errors = field_of("{}");
+        assert_eq!(errors[0].field, "role");
+        assert_eq!(errors[0].message, "is required");
+    }
+
+    #[test]
+    fn a_wrong_value_is_named_by_its_path() {
+        assert_eq!(field_of(r#"{"role":"root"}"#)[0].field, "role");
+        let nested = field_of(r#"{"role":"admin","inner":{"count":-1}}"#);
+        assert_eq!(nested[0].field, "inner.count");
+        assert!(!nested[0].message.contains("line"));
+    }
+
+    #[test]
+    fn broken_syntax_and_trailing_bytes_are_malformed_json() {
+        assert!(matches!(parse::<Body>(b"{\"role\":"), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(
+            parse::<Body>(br#"{"role":"admin"} x"#),
+            Err(ApiError::MalformedJson(_))
+        ));
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert!(!is_json(&headers));
+        for (value, expected) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("application/merge-patch+json", true),
+            ("text/plain", false),
+            ("+json", false),
+        ] {
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            assert_eq!(is_json(&headers), expected, "{value}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Middleware every route runs behind.
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
+use tracing::Level;
+
+use super::metrics::track_request;
+use super::problem::{PROBLEM_JSON, problem_for_status, problem_response};
+use crate::config::ServerSettings;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps a router in request ids, tracing, metrics, the problem+json
+/// mapping, a deadline, panic recovery and a body limit.
+pub fn with_layers(router: Router, server: &ServerSettings) -> Router {
+    // Each `layer` wraps the ones before it: the last is the outermost.
+    router
+        .layer(DefaultBodyLimit::max(server.body_limit_bytes))
+        .layer(CatchPanicLayer::custom(panic_as_problem))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(server.request_timeout_secs),
+        ))
+        .layer(middleware::map_response(bare_errors_as_problems))
+        .layer(middleware::from_fn(track_request))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Millis),
+                )
+                .on_failure(()),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// One span per request, named by the matched route (low cardinality), with
+/// the request id. Headers are never recorded: they carry API keys.
+fn request_span(request: &Request<Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("unmatched");
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {}", request.method(), route),
+        method = %request.method(),
+        route,
+        request_id,
+        api_key = tracing::field::Empty,
+    )
+}
+
+/// Routing misses, wrong methods, timeouts and layer rejections come out
+/// of axum and tower with a bare status; give them a problem body too.
+async fn bare_errors_as_problems(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if is_problem {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut problem = problem_response(problem_for_status(status));
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = parts.headers.get(&name) {
+            problem.headers_mut().insert(name, value.clone());
+        }
+    }
+    problem
+}
+
+fn panic_as_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_owned());
+    tracing::error!(panic = %message, "request handler panicked");
+    problem_response(problem_for_status(StatusCode::INTERNAL_SERVER_ERROR)).into_response()
+}

@@ -1,0 +1,257 @@
+//! Every error leaves as `application/problem+json` (RFC 9457) with a stable
+//! `type`. 5xx bodies say nothing internal; the log says everything, inside
+//! the request's span (which carries its request id).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::auth::{AuthError, CreateKeyError};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One field at fault in a `validation_failed` problem.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// Path of the field in the request, e.g. `person.email`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the failure, e.g. `validation_failed`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("payload too large: {0}")]
+    PayloadTooLarge(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Missing or invalid API key",
+            ),
+            ApiError::Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "This API key's role may not do that",
+            ),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            ApiError::Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "The request has invalid fields",
+            ),
+            ApiError::MalformedJson(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "The body is not valid JSON",
+            ),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported Content-Type",
+            ),
+            ApiError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The request body is too large",
+            ),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "Bad request"),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unavailable, retry shortly",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.parts();
+        let detail = match &self {
+            ApiError::Unauthenticated(d)
+            | ApiError::Forbidden(d)
+            | ApiError::NotFound(d)
+            | ApiError::MalformedJson(d)
+            | ApiError::UnsupportedMediaType(d)
+            | ApiError::PayloadTooLarge(d)
+            | ApiError::BadRequest(d)
+            | ApiError::Unavailable(d) => d.clone(),
+            ApiError::Validation(errors) => errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            ApiError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                "The service failed; the request id in the x-request-id header finds it in the logs."
+                    .to_owned()
+            }
+        };
+        let errors = match self {
+            ApiError::Validation(errors) => errors,
+            _ => Vec::new(),
+        };
+        let mut response = problem_response(Problem {
+            kind,
+            title,
+            status: status.as_u16(),
+            detail,
+            errors,
+        });
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer"),
+                );
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+pub fn problem_response(problem: Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Json(problem)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROBLEM_JSON),
+    );
+    response
+}
+
+/// The problem for a bare status produced outside the handlers (routing,
+/// timeouts, layers).
+pub fn problem_for_status(status: StatusCode) -> Problem {
+    let (kind, title, detail) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "Not found", "No route matches this path."),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "Method not allowed",
+            "This path does not accept this method; the Allow header lists those it does.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "The request body is too large",
+            "The request body exceeds the size limit.",
+        ),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => (
+            "timeout",
+            "The request took too long",
+            "The request did not finish within the server's deadline; retry later.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "Unsupported Content-Type",
+            "The request's Content-Type is not accepted here.",
+        ),
+        s if s.is_server_error() => (
+            "internal",
+            "Internal server error",
+            "The service failed; the request id in the x-request-id header finds it in the logs.",
+        ),
+        _ => ("bad_request", "Bad request", "The request could not be understood."),
+    };
+    Problem {
+        kind,
+        title,
+        status: status.as_u16(),
+        detail: detail.to_owned(),
+        errors: Vec::new(),
+    }
+}
+
+impl From<Arc<AuthError>> for ApiError {
+    fn from(error: Arc<AuthError>) -> Self {
+        match &*error {
+            AuthError::Unknown | AuthError::WrongSecret => {
+                ApiError::Unauthenticated("The API key is not valid.".into())
+            }
+            AuthError::Revoked => ApiError::Unauthenticated("The API key is revoked.".into()),
+            AuthError::Busy => ApiError::Unavailable("Too many API keys being checked.".into()),
+            AuthError::Database(_) | AuthError::Hashing(_) => {
+                ApiError::Internal(anyhow::anyhow!("authenticating a key: {error}"))
+            }
+        }
+    }
+}
+
+impl From<CreateKeyError> for ApiError {
+    fn from(error: CreateKeyError) -> Self {
+        match error {
+            CreateKeyError::PartnerRequired | CreateKeyError::PartnerNotAllowed => {
+                ApiError::invalid("partner_id", error.to_string())
+            }
+            CreateKeyError::Database(e) => ApiError::Internal(e.into()),
+            CreateKeyError::Hashing(e) => ApiError::Internal(anyhow::anyhow!(e)),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(error.into())
+    }
+}

@@ -1,0 +1,17 @@
+//! offergate: identity-gated offers.
+//!
+//! - `domain`: the rules and types, free of HTTP and SQL;
+//! - `store`: the SQL, one file per aggregate;
+//! - `auth`: API keys, their hashing and cache;
+//! - `http`: routes, extractors, DTOs and problem+json;
+//! - `startup`, `config`, `db`, `telemetry`, `cli`: running the service.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

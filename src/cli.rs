@@ -14,7 +14,11 @@ use crate::store::api_keys;
 use crate::{auth, db, telemetry};
 
 #[derive(Parser)]
-#[command(name = "offergate", version, about = "Identity-gated offers with signed single-use tokens")]
+#[command(
+    name = "offergate",
+    version,
+    about = "Identity-gated offers with signed single-use tokens"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

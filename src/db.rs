@@ -16,8 +16,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// A pool that connects on first use, so a process starts (and reports
 /// itself unready) while the database is away.
 pub fn lazy_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(settings.url.expose_secret())?
-        .application_name("offergate");
+    let options =
+        PgConnectOptions::from_str(settings.url.expose_secret())?.application_name("offergate");
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))

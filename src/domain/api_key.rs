@@ -131,16 +131,22 @@ impl ApiKey {
     }
 
     pub fn generate() -> Self {
-        let mut rng = rand::rng();
-        let random: String = (&mut rng)
+        let random: String = rand::rng()
             .sample_iter(Alphanumeric)
             .take(ID_LEN + SECRET_LEN)
             .map(char::from)
             .collect();
-        let payload = format!("{PREFIX}{random}");
+        let (id, secret) = random.split_at(ID_LEN);
+        Self::assemble(&KeyId(id.to_owned()), secret)
+    }
+
+    /// The key made of an id and a secret, with its checksum. A secret that
+    /// is not 32 letters and digits yields a key that fails to parse.
+    pub fn assemble(id: &KeyId, secret: &str) -> Self {
+        let payload = format!("{PREFIX}{id}{secret}");
         let full = format!("{payload}{}", checksum_of(&payload));
         ApiKey {
-            id: KeyId(random[..ID_LEN].to_owned()),
+            id: id.clone(),
             full: SecretString::from(full),
         }
     }
@@ -152,7 +158,8 @@ impl ApiKey {
     /// The secret part: what the stored argon2id hash is of.
     pub fn secret(&self) -> &str {
         let full = self.full.expose_secret();
-        &full[PREFIX.len() + ID_LEN..KEY_LEN - CHECKSUM_LEN]
+        full.get(PREFIX.len() + ID_LEN..full.len().saturating_sub(CHECKSUM_LEN))
+            .unwrap_or("")
     }
 
     /// The whole key, to be shown once to whoever created it.
@@ -163,7 +170,9 @@ impl ApiKey {
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -202,10 +211,19 @@ mod tests {
 
     #[test]
     fn malformed_keys_say_what_is_wrong() {
-        assert_eq!(ApiKey::parse("sk_live_123").unwrap_err(), MalformedKey::Prefix);
-        assert_eq!(ApiKey::parse("ogk_short").unwrap_err(), MalformedKey::Length);
+        assert_eq!(
+            ApiKey::parse("sk_live_123").unwrap_err(),
+            MalformedKey::Prefix
+        );
+        assert_eq!(
+            ApiKey::parse("ogk_short").unwrap_err(),
+            MalformedKey::Length
+        );
         let with_symbol = format!("ogk_{}", "-".repeat(KEY_LEN - 4));
-        assert_eq!(ApiKey::parse(&with_symbol).unwrap_err(), MalformedKey::Alphabet);
+        assert_eq!(
+            ApiKey::parse(&with_symbol).unwrap_err(),
+            MalformedKey::Alphabet
+        );
     }
 
     #[test]

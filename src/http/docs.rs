@@ -105,14 +105,19 @@ fn render_operation(out: &mut String, path: &str, method: &str, op: &Value) {
         out.push_str("<p class=auth>Needs <code>Authorization: Bearer &lt;key&gt;</code>.</p>");
     }
     if let Some(Value::Array(params)) = op.get("parameters") {
-        out.push_str("<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>");
+        out.push_str(
+            "<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>",
+        );
         for param in params {
             let _ = write!(
                 out,
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(text(param, "name")),
                 esc(text(param, "in")),
-                param.get("required").and_then(Value::as_bool).unwrap_or(false),
+                param
+                    .get("required")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
                 esc(text(param, "description"))
             );
         }

@@ -28,7 +28,9 @@ where
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge("The body exceeds the size limit for JSON requests.".into())
+                ApiError::PayloadTooLarge(
+                    "The body exceeds the size limit for JSON requests.".into(),
+                )
             } else {
                 ApiError::BadRequest("The request body could not be read.".into())
             }
@@ -46,7 +48,9 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
     };
     let essence = value.split(';').next().unwrap_or("").trim();
     essence.eq_ignore_ascii_case("application/json")
-        || (essence.len() > 5 && essence[..essence.len() - 5].contains('/') && essence.ends_with("+json"))
+        || (essence.len() > 5
+            && essence[..essence.len() - 5].contains('/')
+            && essence.ends_with("+json"))
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -66,21 +70,34 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// serde reports a missing field at its parent's path; name the field itself.
+/// serde reports a missing field at its parent's path; name the field
+/// itself. (An unknown field's path already ends with its name.)
 fn field_error(path: &str, error: &serde_json::Error) -> FieldError {
     let message = strip_position(&error.to_string());
-    if let Some(rest) = message.strip_prefix("missing field `")
-        && let Some(name) = rest.strip_suffix('`')
-    {
-        let field = if path == "." {
+    let under = |name: &str| {
+        if path == "." {
             name.to_owned()
         } else {
             format!("{path}.{name}")
-        };
-        return FieldError::new(field, "is required");
+        }
+    };
+    if let Some(name) = quoted_after(&message, "missing field `") {
+        return FieldError::new(under(name), "is required");
     }
-    let field = if path == "." { "body".to_owned() } else { path.to_owned() };
+    let field = if path == "." {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
+    if message.starts_with("unknown field `") {
+        return FieldError::new(field, "is not a known field");
+    }
     FieldError::new(field, message)
+}
+
+fn quoted_after<'a>(message: &'a str, opening: &str) -> Option<&'a str> {
+    let rest = message.strip_prefix(opening)?;
+    rest.split('`').next()
 }
 
 fn strip_position(message: &str) -> String {
@@ -137,7 +154,10 @@ mod tests {
 
     #[test]
     fn broken_syntax_and_trailing_bytes_are_malformed_json() {
-        assert!(matches!(parse::<Body>(b"{\"role\":"), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(
+            parse::<Body>(b"{\"role\":"),
+            Err(ApiError::MalformedJson(_))
+        ));
         assert!(matches!(
             parse::<Body>(br#"{"role":"admin"} x"#),
             Err(ApiError::MalformedJson(_))

@@ -54,7 +54,9 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError>
         }
         Err(_) => {
             tracing::warn!("readiness: database did not answer in time");
-            Err(ApiError::Unavailable("The database did not answer in time.".into()))
+            Err(ApiError::Unavailable(
+                "The database did not answer in time.".into(),
+            ))
         }
     }
 }
@@ -69,11 +71,15 @@ async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse 
     ::metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
     ::metrics::gauge!("db_pool_connections", "state" => "in_use")
         .set(f64::from(size.saturating_sub(idle)));
-    ::metrics::gauge!("db_pool_max_connections").set(f64::from(state.db.options().get_max_connections()));
+    ::metrics::gauge!("db_pool_max_connections")
+        .set(f64::from(state.db.options().get_max_connections()));
     let handle = metrics::handle();
     handle.run_upkeep();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         handle.render(),
     )
 }

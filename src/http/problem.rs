@@ -156,10 +156,9 @@ impl IntoResponse for ApiError {
         });
         match status {
             StatusCode::UNAUTHORIZED => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer"),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 response
@@ -175,10 +174,9 @@ impl IntoResponse for ApiError {
 pub fn problem_response(problem: Problem) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, Json(problem)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(PROBLEM_JSON),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     response
 }
 
@@ -212,7 +210,11 @@ pub fn problem_for_status(status: StatusCode) -> Problem {
             "Internal server error",
             "The service failed; the request id in the x-request-id header finds it in the logs.",
         ),
-        _ => ("bad_request", "Bad request", "The request could not be understood."),
+        _ => (
+            "bad_request",
+            "Bad request",
+            "The request could not be understood.",
+        ),
     };
     Problem {
         kind,

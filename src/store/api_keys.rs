@@ -1,4 +1,4 @@
-use sqlx::{PgExecutor, postgres::PgRow, FromRow, Row};
+use sqlx::{FromRow, PgExecutor, Row, postgres::PgRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 

@@ -1,0 +1,335 @@
+//! Starts the real application on port 0 against a fresh database.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use offergate::auth::create_key;
+use offergate::config::Settings;
+use offergate::domain::api_key::Role;
+use offergate::http::AppState;
+use offergate::startup::Application;
+use secrecy::SecretString;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/offergate";
+
+/// The server the tests use: `DATABASE_URL`, or the development default.
+pub fn server_url() -> url::Url {
+    let raw = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    url::Url::parse(&raw).expect("DATABASE_URL is a URL")
+}
+
+pub fn url_for_database(name: &str) -> String {
+    let mut url = server_url();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Settings as a fresh clone has them, from `config/`.
+pub fn settings_from(
+    mut env: HashMap<String, String>,
+) -> Result<Settings, offergate::config::SettingsError> {
+    env.entry("OFFERGATE_CONFIG_DIR".into())
+        .or_insert_with(|| concat!(env!("CARGO_MANIFEST_DIR"), "/config").into());
+    Settings::load_from(env)
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn new() -> Self {
+        let name = format!("offergate_test_{}", Uuid::new_v4().simple());
+        let url = url_for_database(&name);
+        TestDatabase { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = url_for_database("postgres");
+        // Drop runs inside the test's runtime; do the async work on a
+        // thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                    // The name is ours: "offergate_test_" and 32 hex digits.
+                    let drop = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: PgPool,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    _database: TestDatabase,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the application with settings adjusted by `customise`, which runs
+/// after the test database and port 0 are set.
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let database = TestDatabase::new();
+    let mut settings = settings_from(HashMap::new()).expect("development settings load");
+    settings.database.url = SecretString::from(database.url.clone());
+    settings.server.bind = "127.0.0.1:0".parse().expect("address");
+    customise(&mut settings);
+    let app = Application::build(&settings)
+        .await
+        .expect("application builds");
+    let addr = app.local_addr().expect("bound");
+    let state = app.state();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        db: state.db.clone(),
+        state,
+        shutdown: Some(tx),
+        server: Some(server),
+        _database: database,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_with_key(&self, path: &str, key: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A new key of the role (partner keys get a fresh partner id).
+    pub async fn key(&self, role: Role) -> String {
+        let partner = (role == Role::Partner).then(Uuid::new_v4);
+        let (key, _) = create_key(&self.db, role, partner, "test")
+            .await
+            .expect("key created");
+        key.expose().to_owned()
+    }
+
+    pub fn hashes_computed(&self) -> u64 {
+        self.state.keys.hashes_computed()
+    }
+
+    /// Signals shutdown; returns the server task to await.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.take().expect("server still running")
+    }
+}
+
+/// Asserts a response is a problem document of the status and type, and
+/// returns its body.
+pub async fn assert_problem(
+    response: reqwest::Response,
+    status: u16,
+    kind: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: serde_json::Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["type"], kind, "problem type in {body}");
+    assert_eq!(body["status"], status);
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()));
+    body
+}
+
+/// A TCP relay to Postgres that can be cut and restored, to take the
+/// database away from one application without stopping it for the others.
+pub struct DatabaseLink {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    relays: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl DatabaseLink {
+    pub async fn start() -> Self {
+        let server = server_url();
+        let target = format!(
+            "{}:{}",
+            server.host_str().unwrap_or("127.0.0.1"),
+            server.port().unwrap_or(5432)
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().expect("relay address");
+        let up = Arc::new(AtomicBool::new(true));
+        let relays: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (up_in_loop, relays_in_loop) = (up.clone(), relays.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up_in_loop.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let target = target.clone();
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                relays_in_loop.lock().await.push(relay);
+            }
+        });
+        DatabaseLink { addr, up, relays }
+    }
+
+    pub fn url_for(&self, database: &str) -> String {
+        let mut url = server_url();
+        url.set_ip_host(self.addr.ip()).expect("ip host");
+        url.set_port(Some(self.addr.port())).expect("port");
+        url.set_path(&format!("/{database}"));
+        url.to_string()
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub async fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for relay in self.relays.lock().await.drain(..) {
+            relay.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The `offergate` binary, run as an operator would.
+pub fn offergate_command(database_url: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_offergate"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("OFFERGATE_PROFILE")
+        .env("DATABASE_URL", database_url)
+        .env("OFFERGATE_LOG__FORMAT", "json")
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// `offergate serve` in a process of its own, on a free port.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub address: String,
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    pub fn start(database_url: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = offergate_command(database_url)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("offergate starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let log_in_thread = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                    && event["message"] == "offergate listening"
+                    && let Some(addr) = event["addr"].as_str()
+                {
+                    let _ = tx.send(addr.to_owned());
+                }
+                log_in_thread.lock().expect("log").push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("offergate did not start: {:?}", log.lock().expect("log")));
+        ServerProcess {
+            child,
+            address: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "offergate did not exit"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real application, over HTTP, against real Postgres.
+
+mod auth;
+mod cli;
+mod helpers;
+mod ops;
+mod problems;
+mod settings;
+mod shutdown;

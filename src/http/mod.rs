@@ -102,6 +102,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application: routes, documentation and middleware.
 pub fn app(state: AppState, settings: &Settings) -> Router {
+    // Install the recorder before the first request is counted.
+    metrics::handle();
     let (router, openapi) = routes();
     let docs = Arc::new(docs::Docs::new(&openapi));
     let router = router.layer(Extension(docs)).with_state(state);

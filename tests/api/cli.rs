@@ -107,4 +107,16 @@ async fn a_key_from_the_cli_opens_the_admin_api_of_a_served_process() {
     assert_eq!(admin.status(), 200);
     assert_eq!(anonymous.status(), 401);
     assert_eq!(wrong_role.status(), 403);
+    let metrics = client
+        .get(format!("{}/metrics", server.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for status in ["200", "401", "403"] {
+        let counted = format!(r#"route="/v1/api-keys",status="{status}"}} 1"#);
+        assert!(metrics.contains(&counted), "{counted} in {metrics}");
+    }
 }

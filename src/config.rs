@@ -27,6 +27,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    pub verification: VerificationSettings,
     pub secrets: SecretSettings,
     pub log: LogSettings,
 }
@@ -37,6 +38,7 @@ pub struct ServerSettings {
     pub request_timeout_secs: u64,
     pub body_limit_bytes: usize,
     pub shutdown_grace_secs: u64,
+    pub import_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +56,15 @@ pub struct AuthSettings {
     pub revocation_delay_secs: u64,
     pub cache_capacity: u64,
     pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerificationSettings {
+    pub window_secs: u64,
+    pub max_failures_per_identity: i32,
+    pub max_failures_per_address: i32,
+    pub max_failures_per_key: i32,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +137,8 @@ impl Settings {
                     .prefix_separator("_")
                     .separator("__")
                     .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("verification.trusted_proxies")
                     .source(Some(env.clone())),
             )
             .set_override("profile", profile)?
@@ -145,6 +158,16 @@ impl Settings {
                      (`offergate secrets generate` prints one)"
                 )));
             }
+        }
+        let v = &self.verification;
+        if v.window_secs == 0
+            || v.max_failures_per_identity < 1
+            || v.max_failures_per_address < 1
+            || v.max_failures_per_key < 1
+        {
+            return Err(SettingsError::Invalid(
+                "verification: window_secs and every max_failures_* must be at least 1".into(),
+            ));
         }
         if self.auth.max_concurrent_hashes == 0 {
             return Err(SettingsError::Invalid(

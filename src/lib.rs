@@ -12,6 +12,8 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod import;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod verification;

@@ -43,7 +43,7 @@ impl Application {
         let listener = TcpListener::bind(settings.server.bind)
             .await
             .with_context(|| format!("binding {}", settings.server.bind))?;
-        let state = AppState::new(pool, settings);
+        let state = AppState::new(pool, settings)?;
         let router = http::app(state.clone(), settings);
         Ok(Application {
             listener,

@@ -7,18 +7,20 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode, header};
-use axum::middleware;
+use axum::extract::State;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use super::metrics::track_request;
 use super::problem::{PROBLEM_JSON, problem_for_status, problem_response};
 use crate::config::ServerSettings;
+
+const IMPORT_PATH: &str = "/v1/records/import";
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -29,9 +31,12 @@ pub fn with_layers(router: Router, server: &ServerSettings) -> Router {
     router
         .layer(DefaultBodyLimit::max(server.body_limit_bytes))
         .layer(CatchPanicLayer::custom(panic_as_problem))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(server.request_timeout_secs),
+        .layer(middleware::from_fn_with_state(
+            Deadlines {
+                request: Duration::from_secs(server.request_timeout_secs),
+                import: Duration::from_secs(server.import_timeout_secs),
+            },
+            deadline,
         ))
         .layer(middleware::map_response(bare_errors_as_problems))
         .layer(middleware::from_fn(track_request))
@@ -47,6 +52,26 @@ pub fn with_layers(router: Router, server: &ServerSettings) -> Router {
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+#[derive(Clone, Copy)]
+struct Deadlines {
+    request: Duration,
+    import: Duration,
+}
+
+/// Every request has a deadline; record imports, which stream large files,
+/// have a longer one.
+async fn deadline(State(deadlines): State<Deadlines>, request: Request, next: Next) -> Response {
+    let limit = if request.uri().path() == IMPORT_PATH {
+        deadlines.import
+    } else {
+        deadlines.request
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => problem_response(problem_for_status(StatusCode::SERVICE_UNAVAILABLE)),
+    }
 }
 
 /// One span per request, named by the matched route (low cardinality), with

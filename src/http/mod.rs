@@ -2,15 +2,26 @@
 
 mod api_keys;
 pub mod auth;
+mod client_address;
+mod communities;
 mod docs;
 pub mod json;
 mod layers;
 pub mod metrics;
 mod ops;
+mod people;
 pub mod problem;
+mod query;
+mod records;
+mod verifications;
 
+use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use secrecy::ExposeSecret;
 
 use axum::{Extension, Router};
 use sqlx::PgPool;
@@ -20,6 +31,10 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::KeyVerifier;
 use crate::config::Settings;
+use crate::domain::blind::BlindIndexer;
+use crate::domain::community::Community;
+use crate::verification::Limits;
+use problem::ApiError;
 
 pub use layers::with_layers;
 
@@ -30,12 +45,56 @@ pub struct AppState(Arc<App>);
 pub struct App {
     pub db: PgPool,
     pub keys: KeyVerifier,
+    pub indexer: BlindIndexer,
+    pub limits: Limits,
+    pub trusted_proxies: Vec<IpAddr>,
+    communities: Cache<String, Option<Arc<Community>>>,
 }
 
+/// Other processes' changes to a community reach this one within this time.
+const COMMUNITY_CACHE_TTL: Duration = Duration::from_secs(5);
+
 impl AppState {
-    pub fn new(db: PgPool, settings: &Settings) -> Self {
+    pub fn new(db: PgPool, settings: &Settings) -> anyhow::Result<Self> {
         let keys = KeyVerifier::new(db.clone(), &settings.auth);
-        AppState(Arc::new(App { db, keys }))
+        let indexer = BlindIndexer::from_hex(settings.secrets.blind_index_key.expose_secret())?;
+        let v = &settings.verification;
+        Ok(AppState(Arc::new(App {
+            db,
+            keys,
+            indexer,
+            limits: Limits {
+                window: Duration::from_secs(v.window_secs),
+                per_identity: v.max_failures_per_identity,
+                per_address: v.max_failures_per_address,
+                per_key: v.max_failures_per_key,
+            },
+            trusted_proxies: v.trusted_proxies.clone(),
+            communities: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(COMMUNITY_CACHE_TTL)
+                .build(),
+        })))
+    }
+}
+
+impl App {
+    /// A community by key, from a short-lived cache.
+    pub async fn community(&self, key: &str) -> Result<Option<Arc<Community>>, ApiError> {
+        let db = self.db.clone();
+        let owned = key.to_owned();
+        self.communities
+            .try_get_with(key.to_owned(), async move {
+                crate::store::communities::get(&db, &owned)
+                    .await
+                    .map(|c| c.map(Arc::new))
+            })
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("loading a community: {e}")))
+    }
+
+    pub async fn forget_community(&self, key: &str) {
+        self.communities.invalidate(key).await;
     }
 }
 
@@ -61,6 +120,10 @@ impl Deref for AppState {
     tags(
         (name = "operations", description = "Health, readiness, metrics and this document"),
         (name = "api-keys", description = "API keys and their roles (admin)"),
+        (name = "communities", description = "Communities members are verified for"),
+        (name = "records", description = "Verification records: bulk import (admin)"),
+        (name = "verifications", description = "Checking a consumer's membership (checkout)"),
+        (name = "people", description = "Erasure (admin)"),
     )
 )]
 struct ApiDoc;
@@ -92,6 +155,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(ops::router())
         .merge(docs::router())
         .merge(api_keys::router())
+        .merge(communities::router())
+        .merge(records::router())
+        .merge(verifications::router())
+        .merge(people::router())
         .split_for_parts()
 }
 

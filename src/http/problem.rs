@@ -41,6 +41,10 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Members particular to a problem type (e.g. `rows` of a rejected import).
+    #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(ignore)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    #[error("conflict: {detail}")]
+    Conflict { kind: &'static str, detail: String },
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("import rejected")]
+    ImportRejected(Box<crate::import::ImportReport>),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -111,6 +121,17 @@ impl ApiError {
                 "unavailable",
                 "Temporarily unavailable, retry shortly",
             ),
+            ApiError::Conflict { kind, .. } => (StatusCode::CONFLICT, kind, "Conflict"),
+            ApiError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many failed attempts",
+            ),
+            ApiError::ImportRejected(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "import_rejected",
+                "The import has bad rows; nothing was written",
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -131,7 +152,16 @@ impl IntoResponse for ApiError {
             | ApiError::UnsupportedMediaType(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::BadRequest(d)
-            | ApiError::Unavailable(d) => d.clone(),
+            | ApiError::Unavailable(d)
+            | ApiError::Conflict { detail: d, .. } => d.clone(),
+            ApiError::RateLimited { retry_after_secs } => format!(
+                "Too many failed verification attempts; retry in {retry_after_secs} s."
+            ),
+            ApiError::ImportRejected(report) => format!(
+                "{} row(s) rejected; each is listed in `rows`. Fix them, or send on_error=skip \
+                 to write the good rows.",
+                report.rejected_total
+            ),
             ApiError::Validation(errors) => errors
                 .iter()
                 .map(|e| format!("{}: {}", e.field, e.message))
@@ -143,8 +173,22 @@ impl IntoResponse for ApiError {
                     .to_owned()
             }
         };
+        let mut extensions = serde_json::Map::new();
+        let mut retry_after = None;
         let errors = match self {
             ApiError::Validation(errors) => errors,
+            ApiError::RateLimited { retry_after_secs } => {
+                retry_after = Some(retry_after_secs);
+                Vec::new()
+            }
+            ApiError::ImportRejected(report) => {
+                extensions.insert("rejected_total".into(), report.rejected_total.into());
+                extensions.insert(
+                    "rows".into(),
+                    serde_json::to_value(&report.rejected).unwrap_or_default(),
+                );
+                Vec::new()
+            }
             _ => Vec::new(),
         };
         let mut response = problem_response(Problem {
@@ -153,7 +197,13 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail,
             errors,
+            extensions,
         });
+        if let Some(secs) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         match status {
             StatusCode::UNAUTHORIZED => {
                 response
@@ -222,6 +272,7 @@ pub fn problem_for_status(status: StatusCode) -> Problem {
         status: status.as_u16(),
         detail: detail.to_owned(),
         errors: Vec::new(),
+        extensions: serde_json::Map::new(),
     }
 }
 
@@ -248,6 +299,34 @@ impl From<CreateKeyError> for ApiError {
             }
             CreateKeyError::Database(e) => ApiError::Internal(e.into()),
             CreateKeyError::Hashing(e) => ApiError::Internal(anyhow::anyhow!(e)),
+        }
+    }
+}
+
+impl From<crate::verification::VerifyError> for ApiError {
+    fn from(error: crate::verification::VerifyError) -> Self {
+        use crate::verification::VerifyError;
+        match error {
+            VerifyError::Invalid(errors) => ApiError::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldError::new(e.field, e.message))
+                    .collect(),
+            ),
+            VerifyError::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
+            VerifyError::Database(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<crate::import::ImportError> for ApiError {
+    fn from(error: crate::import::ImportError) -> Self {
+        use crate::import::ImportError;
+        match error {
+            ImportError::Refused(detail) => ApiError::BadRequest(detail),
+            ImportError::Rejected(report) => ApiError::ImportRejected(report),
+            ImportError::Read(detail) => ApiError::BadRequest(format!("reading the body failed: {detail}")),
+            ImportError::Database(e) => ApiError::Internal(e.into()),
         }
     }
 }

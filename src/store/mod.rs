@@ -2,3 +2,6 @@
 //! aggregate.
 
 pub mod api_keys;
+pub mod communities;
+pub mod records;
+pub mod verifications;

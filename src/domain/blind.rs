@@ -1,0 +1,197 @@
+//! Blind indexes: HMAC-SHA-256 under the server's key, truncated to 16
+//! bytes, of canonical identity values. Equal inputs give equal indexes, so
+//! records can be matched; without the key, an index reveals nothing.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use time::Date;
+
+use super::identity::Identity;
+
+pub const INDEX_LEN: usize = 16;
+pub type BlindIndex = [u8; INDEX_LEN];
+
+/// Separates the parts of one index; cannot occur in canonical text.
+const SEPARATOR: &[u8] = &[0x1f];
+
+/// Holds the HMAC already keyed; each index starts from a clone of it.
+pub struct BlindIndexer {
+    keyed: Hmac<Sha256>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the blind index key must be 32 bytes written as 64 hex digits")]
+pub struct InvalidIndexKey;
+
+/// The blind indexes a record is matched by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchKeys {
+    pub email: Option<BlindIndex>,
+    pub name_dob: Option<BlindIndex>,
+    pub license: Option<BlindIndex>,
+}
+
+/// What failed attempts are counted against, each on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitSubject {
+    Email,
+    NamePair,
+    License,
+    ClientAddress,
+    ApiKey,
+}
+
+fn iso_date(date: Date) -> String {
+    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+}
+
+impl BlindIndexer {
+    pub fn from_hex(key_hex: &str) -> Result<Self, InvalidIndexKey> {
+        let bytes = hex::decode(key_hex).map_err(|_| InvalidIndexKey)?;
+        if bytes.len() != 32 {
+            return Err(InvalidIndexKey);
+        }
+        let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(&bytes).map_err(|_| InvalidIndexKey)?;
+        Ok(BlindIndexer { keyed })
+    }
+
+    /// The index of `parts` for one purpose; the purpose keeps, say, an
+    /// e-mail index from ever equalling a licence index of the same text.
+    pub fn index(&self, purpose: &str, parts: &[&str]) -> BlindIndex {
+        let mut mac = self.keyed.clone();
+        mac.update(purpose.as_bytes());
+        for part in parts {
+            mac.update(SEPARATOR);
+            mac.update(part.as_bytes());
+        }
+        let digest = mac.finalize().into_bytes();
+        let mut index = [0u8; INDEX_LEN];
+        index.copy_from_slice(&digest[..INDEX_LEN]);
+        index
+    }
+
+    pub fn match_keys(&self, identity: &Identity) -> MatchKeys {
+        let name_dob = match (&identity.given_name, &identity.family_name, identity.birth_date) {
+            (Some(given), Some(family), Some(born)) => {
+                Some(self.index("match:name-dob", &[given, family, &iso_date(born)]))
+            }
+            _ => None,
+        };
+        let license = match (&identity.license_number, &identity.family_name) {
+            (Some(license), Some(family)) => Some(self.index("match:license", &[license, family])),
+            _ => None,
+        };
+        MatchKeys {
+            email: identity.email.as_ref().map(|e| self.index("match:email", &[e])),
+            name_dob,
+            license,
+        }
+    }
+
+    /// The person key: from name and birth date when known (so one person
+    /// listed by several sources is one person), else the e-mail, else the
+    /// licence.
+    pub fn person_key(&self, identity: &Identity) -> Option<BlindIndex> {
+        if let (Some(given), Some(family), Some(born)) =
+            (&identity.given_name, &identity.family_name, identity.birth_date)
+        {
+            return Some(self.index("person:name-dob", &[given, family, &iso_date(born)]));
+        }
+        if let Some(email) = &identity.email {
+            return Some(self.index("person:email", &[email]));
+        }
+        if let (Some(license), Some(family)) = (&identity.license_number, &identity.family_name) {
+            return Some(self.index("person:license", &[license, family]));
+        }
+        None
+    }
+
+    /// Every person key an identity can stand for (erasure looks for all).
+    pub fn person_keys(&self, identity: &Identity) -> Vec<BlindIndex> {
+        let mut keys = Vec::new();
+        if let (Some(given), Some(family), Some(born)) =
+            (&identity.given_name, &identity.family_name, identity.birth_date)
+        {
+            keys.push(self.index("person:name-dob", &[given, family, &iso_date(born)]));
+        }
+        if let Some(email) = &identity.email {
+            keys.push(self.index("person:email", &[email]));
+        }
+        if let (Some(license), Some(family)) = (&identity.license_number, &identity.family_name) {
+            keys.push(self.index("person:license", &[license, family]));
+        }
+        keys
+    }
+
+    /// The identity components failed attempts are limited by.
+    pub fn identity_subjects(&self, identity: &Identity) -> Vec<(LimitSubject, BlindIndex)> {
+        let mut subjects = Vec::new();
+        if let Some(email) = &identity.email {
+            subjects.push((LimitSubject::Email, self.index("limit:email", &[email])));
+        }
+        if let (Some(given), Some(family)) = (&identity.given_name, &identity.family_name) {
+            subjects.push((LimitSubject::NamePair, self.index("limit:name", &[given, family])));
+        }
+        if let Some(license) = &identity.license_number {
+            subjects.push((LimitSubject::License, self.index("limit:license", &[license])));
+        }
+        subjects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::identity::{Identity, RawIdentity};
+    use proptest::prelude::*;
+
+    fn indexer() -> BlindIndexer {
+        BlindIndexer::from_hex(&"ab".repeat(32)).unwrap()
+    }
+
+    #[test]
+    fn spellings_of_one_person_share_their_indexes() {
+        let a = Identity::parse(&RawIdentity {
+            given_name: Some("Bob".into()),
+            family_name: Some("O'Brien".into()),
+            birth_date: Some("2001-04-17".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let b = Identity::parse(&RawIdentity {
+            given_name: Some(" ROBERT ".into()),
+            family_name: Some("obrien".into()),
+            birth_date: Some("2001-04-17".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let indexer = indexer();
+        assert_eq!(indexer.match_keys(&a), indexer.match_keys(&b));
+        assert_eq!(indexer.person_key(&a), indexer.person_key(&b));
+    }
+
+    #[test]
+    fn another_key_gives_other_indexes() {
+        let other = BlindIndexer::from_hex(&"cd".repeat(32)).unwrap();
+        assert_ne!(indexer().index("match:email", &["a@b.co"]), other.index("match:email", &["a@b.co"]));
+    }
+
+    #[test]
+    fn purposes_separate_indexes_of_the_same_text() {
+        let indexer = indexer();
+        assert_ne!(indexer.index("match:email", &["x"]), indexer.index("limit:email", &["x"]));
+        assert_ne!(indexer.index("p", &["ab", "c"]), indexer.index("p", &["a", "bc"]));
+    }
+
+    proptest! {
+        #[test]
+        fn an_index_never_equals_or_contains_its_plain_value(value in "[a-z0-9@.]{1,40}") {
+            let index = indexer().index("match:email", &[&value]);
+            prop_assert_ne!(&index[..], value.as_bytes());
+            if value.len() >= 4 {
+                let plain = value.as_bytes();
+                prop_assert!(!index.windows(plain.len().min(INDEX_LEN)).any(|w| w == &plain[..plain.len().min(INDEX_LEN)]));
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! `/v1/communities`: every role may read them (checkouts build their forms
+//! from `required_fields`); admins create, change and delete them.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::Caller;
+use super::json::Json;
+use super::problem::{ApiError, FieldError, Problem};
+use crate::domain::Invalid;
+use crate::domain::api_key::Role;
+use crate::domain::community::Community;
+use crate::domain::identity::IdentityField;
+use crate::store::communities::{self, Deleted};
+
+const ANY_ROLE: &[Role] = &[Role::Admin, Role::Checkout, Role::Partner];
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, change, remove))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CommunityView {
+    key: String,
+    display_name: String,
+    subsegments: Vec<String>,
+    /// Identity fields a verification must carry.
+    required_fields: Vec<IdentityField>,
+    /// Days a success lasts before re-verification; null: until the record ends.
+    reverify_after_days: Option<i32>,
+    /// Per sub-status overrides of `reverify_after_days` (null: until the record ends).
+    subsegment_reverify: HashMap<String, Option<i32>>,
+    /// Age gate on the birth date given at verification.
+    min_age: Option<i32>,
+    builtin: bool,
+}
+
+impl From<&Community> for CommunityView {
+    fn from(c: &Community) -> Self {
+        CommunityView {
+            key: c.key.clone(),
+            display_name: c.display_name.clone(),
+            subsegments: c.subsegments.clone(),
+            required_fields: c.required_fields.clone(),
+            reverify_after_days: c.reverify_after_days,
+            subsegment_reverify: c.subsegment_reverify.clone(),
+            min_age: c.min_age,
+            builtin: c.builtin,
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCommunity {
+    /// e.g. `ski_instructor`.
+    key: String,
+    display_name: String,
+    #[serde(default)]
+    subsegments: Vec<String>,
+    required_fields: Vec<IdentityField>,
+    reverify_after_days: Option<i32>,
+    #[serde(default)]
+    subsegment_reverify: HashMap<String, Option<i32>>,
+    min_age: Option<i32>,
+}
+
+/// Absent: unchanged; `null`: cleared.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeCommunity {
+    display_name: Option<String>,
+    subsegments: Option<Vec<String>>,
+    required_fields: Option<Vec<IdentityField>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>)]
+    reverify_after_days: Option<Option<i32>>,
+    subsegment_reverify: Option<HashMap<String, Option<i32>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>)]
+    min_age: Option<Option<i32>>,
+}
+
+fn invalid(errors: Vec<Invalid>) -> ApiError {
+    ApiError::Validation(errors.into_iter().map(|e| FieldError::new(e.field, e.message)).collect())
+}
+
+fn not_found(key: &str) -> ApiError {
+    ApiError::NotFound(format!("No community has the key `{key}`."))
+}
+
+/// List communities, built-in ones first.
+#[utoipa::path(get, path = "/v1/communities", tag = "communities",
+    security(("api_key" = [])),
+    responses((status = 200, body = Vec<CommunityView>)))]
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<CommunityView>>, ApiError> {
+    caller.require(ANY_ROLE)?;
+    let all = communities::list(&state.db).await?;
+    Ok(Json(all.iter().map(CommunityView::from).collect()))
+}
+
+/// One community.
+#[utoipa::path(get, path = "/v1/communities/{key}", tag = "communities",
+    security(("api_key" = [])),
+    params(("key" = String, Path)),
+    responses((status = 200, body = CommunityView),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<CommunityView>, ApiError> {
+    caller.require(ANY_ROLE)?;
+    let community = communities::get(&state.db, &key).await?.ok_or_else(|| not_found(&key))?;
+    Ok(Json(CommunityView::from(&community)))
+}
+
+/// Create a custom community.
+#[utoipa::path(post, path = "/v1/communities", tag = "communities",
+    security(("api_key" = [])),
+    request_body = CreateCommunity,
+    responses((status = 201, body = CommunityView),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateCommunity>,
+) -> Result<(StatusCode, Json<CommunityView>), ApiError> {
+    caller.require(&[Role::Admin])?;
+    let community = Community {
+        key: body.key,
+        display_name: body.display_name.trim().to_owned(),
+        subsegments: body.subsegments,
+        required_fields: body.required_fields,
+        reverify_after_days: body.reverify_after_days,
+        subsegment_reverify: body.subsegment_reverify,
+        min_age: body.min_age,
+        builtin: false,
+    };
+    let errors = community.validate();
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let created = communities::insert(&state.db, &community).await?.ok_or_else(|| ApiError::Conflict {
+        kind: "community_exists",
+        detail: format!("A community with the key `{}` exists.", community.key),
+    })?;
+    state.forget_community(&created.key).await;
+    Ok((StatusCode::CREATED, Json(CommunityView::from(&created))))
+}
+
+/// Change a community; absent fields stay as they are.
+#[utoipa::path(patch, path = "/v1/communities/{key}", tag = "communities",
+    security(("api_key" = [])),
+    params(("key" = String, Path)),
+    request_body = ChangeCommunity,
+    responses((status = 200, body = CommunityView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    Json(body): Json<ChangeCommunity>,
+) -> Result<Json<CommunityView>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let mut community = communities::get(&state.db, &key).await?.ok_or_else(|| not_found(&key))?;
+    if let Some(name) = body.display_name {
+        community.display_name = name.trim().to_owned();
+    }
+    if let Some(subsegments) = body.subsegments {
+        community.subsegments = subsegments;
+    }
+    if let Some(fields) = body.required_fields {
+        community.required_fields = fields;
+    }
+    if let Some(days) = body.reverify_after_days {
+        community.reverify_after_days = days;
+    }
+    if let Some(overrides) = body.subsegment_reverify {
+        community.subsegment_reverify = overrides;
+    }
+    if let Some(age) = body.min_age {
+        community.min_age = age;
+    }
+    let errors = community.validate();
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let changed = communities::update(&state.db, &community).await?.ok_or_else(|| not_found(&key))?;
+    state.forget_community(&key).await;
+    Ok(Json(CommunityView::from(&changed)))
+}
+
+/// Delete a community no record or membership uses.
+#[utoipa::path(delete, path = "/v1/communities/{key}", tag = "communities",
+    security(("api_key" = [])),
+    params(("key" = String, Path)),
+    responses((status = 204),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Admin])?;
+    match communities::delete(&state.db, &key).await? {
+        Deleted::Yes => {
+            state.forget_community(&key).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Deleted::NotFound => Err(not_found(&key)),
+        Deleted::InUse => Err(ApiError::Conflict {
+            kind: "community_in_use",
+            detail: format!("Records or memberships use `{key}`; it cannot be deleted."),
+        }),
+    }
+}

@@ -1,0 +1,397 @@
+//! Bulk import of verification records, CSV or NDJSON, streamed.
+//!
+//! One transaction per import: by default a single bad row commits nothing
+//! (every bad row is still named); with `OnError::Skip` the good rows commit
+//! and the bad ones are listed. Rows are upserted by (source, external id)
+//! in batches, so memory stays flat whatever the file's size; `Mode::Replace`
+//! then retires the source's records the file no longer holds.
+
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
+use sqlx::PgPool;
+use tokio::io::AsyncRead;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use uuid::Uuid;
+
+use crate::domain::Invalid;
+use crate::domain::blind::BlindIndexer;
+use crate::domain::community::Community;
+use crate::domain::record::{COLUMNS, RawRecord};
+use crate::store::communities;
+use crate::store::records::{self, IndexedRecord};
+
+const BATCH_ROWS: usize = 2_000;
+/// Rejected rows listed in a report; the rest are only counted.
+pub const MAX_LISTED_REJECTIONS: usize = 1_000;
+const MAX_LINE_BYTES: usize = 64 * 1024;
+const SOURCE_MAX_CHARS: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Insert new records, update known ones.
+    #[default]
+    Upsert,
+    /// As upsert, then retire the source's records the file does not hold.
+    Replace,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Any bad row: nothing is written.
+    #[default]
+    Fail,
+    /// Good rows are written, bad rows listed.
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub source: String,
+    pub mode: Mode,
+    pub on_error: OnError,
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct RejectedRow {
+    /// Line of the file (1 is the first line; a CSV header is line 1).
+    pub line: u64,
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct ImportReport {
+    pub rows_read: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    /// Records of the source retired by a replace import.
+    pub retired: u64,
+    /// Memberships that rested on retired records and ended.
+    pub memberships_ended: u64,
+    pub rejected_total: u64,
+    /// The first rejected rows, each fault on its own line.
+    pub rejected: Vec<RejectedRow>,
+    /// Whether anything was written.
+    pub committed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("the import was refused: {0}")]
+    Refused(String),
+    #[error("{} rows were rejected; nothing was written", .0.rejected_total)]
+    Rejected(Box<ImportReport>),
+    #[error("reading the input failed: {0}")]
+    Read(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Turns parsed rows into written ones, a batch at a time.
+struct Writer<'a> {
+    indexer: &'a BlindIndexer,
+    communities: HashMap<String, Community>,
+    batch: Vec<(u64, IndexedRecord)>,
+    batch_lines: HashMap<String, u64>,
+    report: ImportReport,
+    /// External ids of rejected rows, kept from retirement in replace mode.
+    rejected_ids: Vec<String>,
+    writing: bool,
+}
+
+impl Writer<'_> {
+    fn reject(&mut self, line: u64, errors: Vec<Invalid>, external_id: Option<&str>) {
+        self.report.rejected_total += 1;
+        for error in errors {
+            if self.report.rejected.len() < MAX_LISTED_REJECTIONS {
+                self.report.rejected.push(RejectedRow {
+                    line,
+                    field: error.field,
+                    message: error.message,
+                });
+            }
+        }
+        if let Some(id) = external_id.map(str::trim).filter(|id| !id.is_empty()) {
+            self.rejected_ids.push(id.to_owned());
+        }
+    }
+
+    fn accept(&mut self, line: u64, raw: RawRecord) {
+        self.report.rows_read += 1;
+        let parsed = match raw.parse(&self.communities) {
+            Ok(parsed) => parsed,
+            Err(errors) => return self.reject(line, errors, raw.external_id.as_deref()),
+        };
+        if let Some(first) = self.batch_lines.get(&parsed.external_id) {
+            let message = format!("appears again (first on line {first})");
+            return self.reject(line, vec![Invalid::new("external_id", message)], None);
+        }
+        let Some(person_key) = self.indexer.person_key(&parsed.identity) else {
+            return self.reject(line, vec![Invalid::new("identity", "cannot be matched")], None);
+        };
+        let record = IndexedRecord {
+            keys: self.indexer.match_keys(&parsed.identity),
+            person_key,
+            external_id: parsed.external_id,
+            community: parsed.community,
+            subsegment: parsed.subsegment,
+            organization: parsed.organization,
+            valid_from: parsed.valid_from,
+            valid_until: parsed.valid_until,
+        };
+        self.batch_lines.insert(record.external_id.clone(), line);
+        self.batch.push((line, record));
+    }
+
+    async fn flush(
+        &mut self,
+        conn: &mut sqlx::PgConnection,
+        options: &ImportOptions,
+        import_id: Uuid,
+    ) -> Result<(), sqlx::Error> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_lines.clear();
+        // After the first rejection a failing import only names bad rows.
+        if !self.writing {
+            return Ok(());
+        }
+        let rows: Vec<IndexedRecord> = batch.iter().map(|(_, r)| r.clone()).collect();
+        let written = records::upsert_batch(conn, &options.source, import_id, &rows).await?;
+        let mut unwritten: HashMap<&str, u64> =
+            batch.iter().map(|(line, r)| (r.external_id.as_str(), *line)).collect();
+        for row in &written {
+            unwritten.remove(row.external_id.as_str());
+            if row.inserted {
+                self.report.inserted += 1;
+            } else {
+                self.report.updated += 1;
+            }
+        }
+        let mut duplicates: Vec<(u64, String)> =
+            unwritten.into_iter().map(|(id, line)| (line, id.to_owned())).collect();
+        duplicates.sort();
+        for (line, _) in duplicates {
+            let error = Invalid::new("external_id", "appears more than once in this import");
+            self.reject(line, vec![error], None);
+        }
+        Ok(())
+    }
+}
+
+/// Imports records from `input` into the database.
+pub async fn import_records<R>(
+    db: &PgPool,
+    indexer: &BlindIndexer,
+    options: &ImportOptions,
+    input: R,
+) -> Result<ImportReport, ImportError>
+where
+    R: AsyncRead + Unpin + Send,
+{
+    let source = options.source.trim();
+    if source.is_empty() || source.chars().count() > SOURCE_MAX_CHARS {
+        return Err(ImportError::Refused(format!(
+            "`source` names the data source in 1 to {SOURCE_MAX_CHARS} characters"
+        )));
+    }
+    let options = ImportOptions {
+        source: source.to_owned(),
+        ..options.clone()
+    };
+    let mut tx = db.begin().await?;
+    let import_id = Uuid::now_v7();
+    let mut writer = Writer {
+        indexer,
+        communities: communities::all_by_key(&mut *tx).await?,
+        batch: Vec::with_capacity(BATCH_ROWS),
+        batch_lines: HashMap::new(),
+        report: ImportReport::default(),
+        rejected_ids: Vec::new(),
+        writing: true,
+    };
+    match options.format {
+        Format::Csv => read_csv(input, &mut writer, &mut tx, &options, import_id).await?,
+        Format::Ndjson => read_ndjson(input, &mut writer, &mut tx, &options, import_id).await?,
+    }
+    writer.flush(&mut tx, &options, import_id).await?;
+
+    let mut report = writer.report;
+    if report.rejected_total > 0 && options.on_error == OnError::Fail {
+        tx.rollback().await?;
+        return Err(ImportError::Rejected(Box::new(report)));
+    }
+    if options.mode == Mode::Replace {
+        if report.rows_read == 0 {
+            return Err(ImportError::Refused(
+                "a replace import without rows would retire every record of the source".into(),
+            ));
+        }
+        records::keep_from_retirement(&mut tx, &options.source, import_id, &writer.rejected_ids)
+            .await?;
+        let retired = records::retire_missing(&mut tx, &options.source, import_id).await?;
+        report.retired = u64::try_from(retired.records).unwrap_or_default();
+        report.memberships_ended = u64::try_from(retired.memberships_ended).unwrap_or_default();
+    }
+    tx.commit().await?;
+    report.committed = true;
+    Ok(report)
+}
+
+async fn after_row(
+    writer: &mut Writer<'_>,
+    conn: &mut sqlx::PgConnection,
+    options: &ImportOptions,
+    import_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    if writer.report.rejected_total > 0 && options.on_error == OnError::Fail {
+        writer.writing = false;
+    }
+    if writer.batch.len() >= BATCH_ROWS {
+        writer.flush(conn, options, import_id).await?;
+    }
+    Ok(())
+}
+
+async fn read_csv<R>(
+    input: R,
+    writer: &mut Writer<'_>,
+    conn: &mut sqlx::PgConnection,
+    options: &ImportOptions,
+    import_id: Uuid,
+) -> Result<(), ImportError>
+where
+    R: AsyncRead + Unpin + Send,
+{
+    let mut reader = csv_async::AsyncReaderBuilder::new()
+        .trim(csv_async::Trim::All)
+        .flexible(true)
+        .create_reader(input);
+    let headers = reader
+        .headers()
+        .await
+        .map_err(|e| ImportError::Refused(format!("the CSV header cannot be read: {e}")))?
+        .clone();
+    let mut positions: HashMap<&str, usize> = HashMap::new();
+    for (at, name) in headers.iter().enumerate() {
+        match COLUMNS.iter().find(|c| c.eq_ignore_ascii_case(name)) {
+            Some(column) => {
+                positions.insert(column, at);
+            }
+            None => {
+                return Err(ImportError::Refused(format!(
+                    "unknown column `{name}` in the CSV header; the columns are {}",
+                    COLUMNS.join(", ")
+                )));
+            }
+        }
+    }
+    for required in ["external_id", "community"] {
+        if !positions.contains_key(required) {
+            return Err(ImportError::Refused(format!(
+                "the CSV header needs a `{required}` column"
+            )));
+        }
+    }
+    let mut records = reader.records();
+    while let Some(record) = records.next().await {
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => {
+                let line = error.position().map(|p| p.line()).unwrap_or(0);
+                if matches!(error.kind(), csv_async::ErrorKind::Io(_)) {
+                    return Err(ImportError::Read(error.to_string()));
+                }
+                writer.report.rows_read += 1;
+                writer.reject(line, vec![Invalid::new("row", error.to_string())], None);
+                after_row(writer, conn, options, import_id).await?;
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        if record.len() > headers.len() {
+            writer.report.rows_read += 1;
+            let message = format!("has {} fields; the header has {}", record.len(), headers.len());
+            writer.reject(line, vec![Invalid::new("row", message)], None);
+            after_row(writer, conn, options, import_id).await?;
+            continue;
+        }
+        let column = |name: &str| {
+            positions
+                .get(name)
+                .and_then(|at| record.get(*at))
+                .map(str::to_owned)
+        };
+        let raw = RawRecord {
+            external_id: column("external_id"),
+            community: column("community"),
+            subsegment: column("subsegment"),
+            organization: column("organization"),
+            email: column("email"),
+            given_name: column("given_name"),
+            family_name: column("family_name"),
+            birth_date: column("birth_date"),
+            license_number: column("license_number"),
+            valid_from: column("valid_from"),
+            valid_until: column("valid_until"),
+        };
+        writer.accept(line, raw);
+        after_row(writer, conn, options, import_id).await?;
+    }
+    Ok(())
+}
+
+async fn read_ndjson<R>(
+    input: R,
+    writer: &mut Writer<'_>,
+    conn: &mut sqlx::PgConnection,
+    options: &ImportOptions,
+    import_id: Uuid,
+) -> Result<(), ImportError>
+where
+    R: AsyncRead + Unpin + Send,
+{
+    let mut lines = FramedRead::new(input, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+    let mut line_number = 0u64;
+    while let Some(line) = lines.next().await {
+        line_number += 1;
+        let line = match line {
+            Ok(line) => line,
+            Err(LinesCodecError::MaxLineLengthExceeded) => {
+                return Err(ImportError::Refused(format!(
+                    "line {line_number} is longer than {MAX_LINE_BYTES} bytes"
+                )));
+            }
+            Err(LinesCodecError::Io(error)) => return Err(ImportError::Read(error.to_string())),
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<RawRecord>(&line) {
+            Ok(raw) => writer.accept(line_number, raw),
+            Err(error) => {
+                writer.report.rows_read += 1;
+                let message = match error.to_string().rfind(" at line ") {
+                    Some(at) => error.to_string()[..at].to_owned(),
+                    None => error.to_string(),
+                };
+                writer.reject(line_number, vec![Invalid::new("row", message)], None);
+            }
+        }
+        after_row(writer, conn, options, import_id).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+use sqlx::{PgConnection, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::blind::{BlindIndex, MatchKeys};
+
+/// A record ready to write: identity already turned into blind indexes.
+#[derive(Debug, Clone)]
+pub struct IndexedRecord {
+    pub external_id: String,
+    pub community: String,
+    pub subsegment: Option<String>,
+    pub organization: Option<String>,
+    pub keys: MatchKeys,
+    pub person_key: BlindIndex,
+    pub valid_from: Option<OffsetDateTime>,
+    pub valid_until: Option<OffsetDateTime>,
+}
+
+/// What one batch upsert did, by external id.
+pub struct Written {
+    pub external_id: String,
+    pub inserted: bool,
+}
+
+fn column<'a, U>(rows: &'a [IndexedRecord], pick: impl Fn(&'a IndexedRecord) -> U) -> Vec<U> {
+    rows.iter().map(pick).collect()
+}
+
+/// Upserts a batch by (source, external id). A row already written by this
+/// import is left alone and not returned: the caller reports it as a
+/// duplicate. The batch itself must hold each external id once.
+pub async fn upsert_batch(
+    conn: &mut PgConnection,
+    source: &str,
+    import_id: Uuid,
+    rows: &[IndexedRecord],
+) -> Result<Vec<Written>, sqlx::Error> {
+    let written: Vec<(String, bool)> = sqlx::query_as(
+        "INSERT INTO verification_records AS r
+             (source, external_id, community, subsegment, organization, email_ix, name_dob_ix,
+              license_ix, person_key, valid_from, valid_until, last_import)
+         SELECT $1, u.*, $12
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[],
+                     $8::bytea[], $9::bytea[], $10::timestamptz[], $11::timestamptz[]) AS u
+         ON CONFLICT (source, external_id) DO UPDATE SET
+             community = EXCLUDED.community,
+             subsegment = EXCLUDED.subsegment,
+             organization = EXCLUDED.organization,
+             email_ix = EXCLUDED.email_ix,
+             name_dob_ix = EXCLUDED.name_dob_ix,
+             license_ix = EXCLUDED.license_ix,
+             person_key = EXCLUDED.person_key,
+             valid_from = EXCLUDED.valid_from,
+             valid_until = EXCLUDED.valid_until,
+             last_import = EXCLUDED.last_import,
+             retired_at = NULL,
+             updated_at = now()
+         WHERE r.last_import <> EXCLUDED.last_import
+         RETURNING external_id, xmax = 0",
+    )
+    .bind(source)
+    .bind(column(rows, |r| r.external_id.as_str()))
+    .bind(column(rows, |r| r.community.as_str()))
+    .bind(column(rows, |r| r.subsegment.as_deref()))
+    .bind(column(rows, |r| r.organization.as_deref()))
+    .bind(column(rows, |r| r.keys.email.map(|k| k.to_vec())))
+    .bind(column(rows, |r| r.keys.name_dob.map(|k| k.to_vec())))
+    .bind(column(rows, |r| r.keys.license.map(|k| k.to_vec())))
+    .bind(column(rows, |r| r.person_key.to_vec()))
+    .bind(column(rows, |r| r.valid_from))
+    .bind(column(rows, |r| r.valid_until))
+    .bind(import_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(written
+        .into_iter()
+        .map(|(external_id, inserted)| Written { external_id, inserted })
+        .collect())
+}
+
+/// Marks the source's records with these external ids as seen by this
+/// import, so a replace import does not retire a record for a bad row.
+pub async fn keep_from_retirement(
+    conn: &mut PgConnection,
+    source: &str,
+    import_id: Uuid,
+    external_ids: &[String],
+) -> Result<(), sqlx::Error> {
+    if external_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE verification_records SET last_import = $2
+         WHERE source = $1 AND external_id = ANY ($3) AND last_import <> $2",
+    )
+    .bind(source)
+    .bind(import_id)
+    .bind(external_ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub struct Retired {
+    pub records: i64,
+    pub memberships_ended: i64,
+}
+
+/// Retires the source's records this import did not write, and ends the
+/// memberships that rest on them.
+pub async fn retire_missing(
+    conn: &mut PgConnection,
+    source: &str,
+    import_id: Uuid,
+) -> Result<Retired, sqlx::Error> {
+    let (records, memberships_ended): (i64, i64) = sqlx::query_as(
+        "WITH retired AS (
+             UPDATE verification_records SET retired_at = now(), updated_at = now()
+             WHERE source = $1 AND last_import <> $2 AND retired_at IS NULL
+             RETURNING id),
+         ended AS (
+             UPDATE memberships AS m SET expires_at = now()
+             FROM retired
+             WHERE m.record_id = retired.id AND (m.expires_at IS NULL OR m.expires_at > now())
+             RETURNING m.id)
+         SELECT (SELECT count(*) FROM retired), (SELECT count(*) FROM ended)",
+    )
+    .bind(source)
+    .bind(import_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Retired {
+        records,
+        memberships_ended,
+    })
+}
+
+/// The record a verification rests on.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MatchedRecord {
+    pub id: i64,
+    pub subsegment: Option<String>,
+    pub valid_until: Option<OffsetDateTime>,
+    pub person_key: Vec<u8>,
+}
+
+/// A live record of the community (and sub-status, if asked) that at least
+/// one match rule hits and no given field contradicts.
+pub const FIND_MATCH: &str = "SELECT id, subsegment, valid_until, person_key
+     FROM verification_records
+     WHERE community = $1
+       AND retired_at IS NULL
+       AND (valid_from IS NULL OR valid_from <= now())
+       AND (valid_until IS NULL OR valid_until > now())
+       AND ($2::text IS NULL OR subsegment = $2)
+       AND (email_ix = $3 OR name_dob_ix = $4 OR license_ix = $5)
+       AND ($3::bytea IS NULL OR email_ix IS NULL OR email_ix = $3)
+       AND ($4::bytea IS NULL OR name_dob_ix IS NULL OR name_dob_ix = $4)
+       AND ($5::bytea IS NULL OR license_ix IS NULL OR license_ix = $5)
+     ORDER BY valid_until DESC NULLS FIRST
+     LIMIT 1";
+
+pub async fn find_match(
+    db: impl PgExecutor<'_>,
+    community: &str,
+    subsegment: Option<&str>,
+    keys: &MatchKeys,
+) -> Result<Option<MatchedRecord>, sqlx::Error> {
+    sqlx::query_as(FIND_MATCH)
+        .bind(community)
+        .bind(subsegment)
+        .bind(keys.email.map(|k| k.to_vec()))
+        .bind(keys.name_dob.map(|k| k.to_vec()))
+        .bind(keys.license.map(|k| k.to_vec()))
+        .fetch_optional(db)
+        .await
+}
+
+/// Person keys of every record, live or not, that any of the keys hits.
+pub async fn person_keys_matching(
+    db: impl PgExecutor<'_>,
+    keys: &MatchKeys,
+) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT person_key FROM verification_records
+         WHERE email_ix = $1 OR name_dob_ix = $2 OR license_ix = $3",
+    )
+    .bind(keys.email.map(|k| k.to_vec()))
+    .bind(keys.name_dob.map(|k| k.to_vec()))
+    .bind(keys.license.map(|k| k.to_vec()))
+    .fetch_all(db)
+    .await
+}

@@ -1,14 +1,19 @@
 //! The `offergate` command line.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use secrecy::ExposeSecret;
 use rand::RngExt;
 use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::domain::api_key::{KeyId, Role};
+use crate::domain::blind::BlindIndexer;
+use crate::import::{Format, ImportError, ImportOptions, ImportReport, Mode, OnError, import_records};
 use crate::startup::{Application, open_database, shutdown_signal};
 use crate::store::api_keys;
 use crate::{auth, db, telemetry};
@@ -34,6 +39,22 @@ enum Command {
     },
     /// Create the database if missing and apply migrations.
     Migrate,
+    /// Import verification records from a CSV or NDJSON file (the same
+    /// code path as POST /v1/records/import). Progress on stderr.
+    Import {
+        /// The data source; records are upserted by (source, external_id).
+        #[arg(long)]
+        source: String,
+        /// upsert, or replace: also retire the source's records the file
+        /// no longer holds.
+        #[arg(long, default_value = "upsert")]
+        mode: Mode,
+        /// fail: one bad row writes nothing. skip: write the good rows.
+        #[arg(long, default_value = "fail")]
+        on_error: OnError,
+        /// The file: .csv (with a header) or .ndjson / .jsonl.
+        file: PathBuf,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -103,10 +124,78 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db::migrate(&pool).await.context("applying migrations")?;
             eprintln!("database is up to date");
         }
+        Command::Import {
+            source,
+            mode,
+            on_error,
+            file,
+        } => import(&settings, source, mode, on_error, &file).await?,
         Command::Keys { command } => keys(command, &settings).await?,
         Command::Secrets { .. } => {}
     }
     Ok(())
+}
+
+async fn import(
+    settings: &Settings,
+    source: String,
+    mode: Mode,
+    on_error: OnError,
+    file: &Path,
+) -> anyhow::Result<()> {
+    let format = Format::of_path(file)
+        .with_context(|| format!("{}: name a .csv, .ndjson or .jsonl file", file.display()))?;
+    let opened = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
+    let size = opened.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let pool = open_database(settings).await?;
+    let indexer = BlindIndexer::from_hex(settings.secrets.blind_index_key.expose_secret())?;
+    let progress = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {wide_bar} {eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    progress.set_draw_target(ProgressDrawTarget::stderr());
+    let options = ImportOptions {
+        source,
+        mode,
+        on_error,
+        format,
+    };
+    let outcome = import_records(&pool, &indexer, &options, progress.wrap_async_read(opened)).await;
+    progress.finish_and_clear();
+    let report = match outcome {
+        Ok(report) => report,
+        Err(ImportError::Rejected(report)) => {
+            print_rejections(&report);
+            anyhow::bail!(
+                "{} row(s) rejected; nothing was written (--on-error skip writes the good rows)",
+                report.rejected_total
+            );
+        }
+        Err(other) => return Err(other.into()),
+    };
+    print_rejections(&report);
+    eprintln!(
+        "{} rows read: {} inserted, {} updated, {} retired, {} rejected; {} memberships ended",
+        report.rows_read,
+        report.inserted,
+        report.updated,
+        report.retired,
+        report.rejected_total,
+        report.memberships_ended
+    );
+    Ok(())
+}
+
+fn print_rejections(report: &ImportReport) {
+    for row in &report.rejected {
+        eprintln!("line {}: {}: {}", row.line, row.field, row.message);
+    }
+    let unlisted = report.rejected_total.saturating_sub(report.rejected.len() as u64);
+    if unlisted > 0 {
+        eprintln!("... and {unlisted} more rejected rows");
+    }
 }
 
 async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {

@@ -54,6 +54,41 @@ pub enum OnError {
     Skip,
 }
 
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "upsert" => Ok(Mode::Upsert),
+            "replace" => Ok(Mode::Replace),
+            other => Err(format!("`{other}`: expected upsert or replace")),
+        }
+    }
+}
+
+impl std::str::FromStr for OnError {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fail" => Ok(OnError::Fail),
+            "skip" => Ok(OnError::Skip),
+            other => Err(format!("`{other}`: expected fail or skip")),
+        }
+    }
+}
+
+impl Format {
+    /// The format a file's name implies: `.csv`, or `.ndjson` / `.jsonl`.
+    pub fn of_path(path: &std::path::Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "ndjson" | "jsonl" => Some(Format::Ndjson),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
     pub source: String,
@@ -230,6 +265,7 @@ where
     writer.flush(&mut tx, &options, import_id).await?;
 
     let mut report = writer.report;
+    report.rejected.sort_by_key(|row| row.line);
     if report.rejected_total > 0 && options.on_error == OnError::Fail {
         tx.rollback().await?;
         return Err(ImportError::Rejected(Box::new(report)));

@@ -333,3 +333,48 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The roster the verification tests use, as a CSV file would hold it.
+pub const ROSTER: &str = include_str!("../../examples/roster.csv");
+
+impl TestApp {
+    pub async fn import(&self, admin: &str, query: &str, content_type: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/records/import?{query}")))
+            .bearer_auth(admin)
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Imports the example roster, skipping its one bad row.
+    pub async fn import_roster(&self, admin: &str) -> serde_json::Value {
+        let response = self.import(admin, "source=demo&on_error=skip", "text/csv", ROSTER).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("report")
+    }
+
+    pub async fn verify(&self, checkout: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/verifications"))
+            .bearer_auth(checkout)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.db).await.expect("count")
+    }
+}
+
+pub fn student(given: &str, family: &str, born: &str) -> serde_json::Value {
+    serde_json::json!({
+        "community": "student",
+        "person": {"given_name": given, "family_name": family, "birth_date": born},
+        "consent": true
+    })
+}

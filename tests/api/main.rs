@@ -3,7 +3,9 @@
 mod auth;
 mod cli;
 mod helpers;
+mod import;
 mod ops;
 mod problems;
 mod settings;
 mod shutdown;
+mod verification;

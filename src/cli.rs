@@ -6,14 +6,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use secrecy::ExposeSecret;
 use rand::RngExt;
+use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::domain::api_key::{KeyId, Role};
 use crate::domain::blind::BlindIndexer;
-use crate::import::{Format, ImportError, ImportOptions, ImportReport, Mode, OnError, import_records};
+use crate::import::{
+    Format, ImportError, ImportOptions, ImportReport, Mode, OnError, import_records,
+};
 use crate::startup::{Application, open_database, shutdown_signal};
 use crate::store::api_keys;
 use crate::{auth, db, telemetry};
@@ -192,7 +194,9 @@ fn print_rejections(report: &ImportReport) {
     for row in &report.rejected {
         eprintln!("line {}: {}: {}", row.line, row.field, row.message);
     }
-    let unlisted = report.rejected_total.saturating_sub(report.rejected.len() as u64);
+    let unlisted = report
+        .rejected_total
+        .saturating_sub(report.rejected.len() as u64);
     if unlisted > 0 {
         eprintln!("... and {unlisted} more rejected rows");
     }

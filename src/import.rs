@@ -27,14 +27,26 @@ pub const MAX_LISTED_REJECTIONS: usize = 1_000;
 const MAX_LINE_BYTES: usize = 64 * 1024;
 const SOURCE_MAX_CHARS: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Csv,
     Ndjson,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Insert new records, update known ones.
@@ -44,7 +56,17 @@ pub enum Mode {
     Replace,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Any bad row: nothing is written.
@@ -173,7 +195,11 @@ impl Writer<'_> {
             return self.reject(line, vec![Invalid::new("external_id", message)], None);
         }
         let Some(person_key) = self.indexer.person_key(&parsed.identity) else {
-            return self.reject(line, vec![Invalid::new("identity", "cannot be matched")], None);
+            return self.reject(
+                line,
+                vec![Invalid::new("identity", "cannot be matched")],
+                None,
+            );
         };
         let record = IndexedRecord {
             keys: self.indexer.match_keys(&parsed.identity),
@@ -206,8 +232,10 @@ impl Writer<'_> {
         }
         let rows: Vec<IndexedRecord> = batch.iter().map(|(_, r)| r.clone()).collect();
         let written = records::upsert_batch(conn, &options.source, import_id, &rows).await?;
-        let mut unwritten: HashMap<&str, u64> =
-            batch.iter().map(|(line, r)| (r.external_id.as_str(), *line)).collect();
+        let mut unwritten: HashMap<&str, u64> = batch
+            .iter()
+            .map(|(line, r)| (r.external_id.as_str(), *line))
+            .collect();
         for row in &written {
             unwritten.remove(row.external_id.as_str());
             if row.inserted {
@@ -216,8 +244,10 @@ impl Writer<'_> {
                 self.report.updated += 1;
             }
         }
-        let mut duplicates: Vec<(u64, String)> =
-            unwritten.into_iter().map(|(id, line)| (line, id.to_owned())).collect();
+        let mut duplicates: Vec<(u64, String)> = unwritten
+            .into_iter()
+            .map(|(id, line)| (line, id.to_owned()))
+            .collect();
         duplicates.sort();
         for (line, _) in duplicates {
             let error = Invalid::new("external_id", "appears more than once in this import");
@@ -360,7 +390,11 @@ where
         let line = record.position().map(|p| p.line()).unwrap_or(0);
         if record.len() > headers.len() {
             writer.report.rows_read += 1;
-            let message = format!("has {} fields; the header has {}", record.len(), headers.len());
+            let message = format!(
+                "has {} fields; the header has {}",
+                record.len(),
+                headers.len()
+            );
             writer.reject(line, vec![Invalid::new("row", message)], None);
             after_row(writer, conn, options, import_id).await?;
             continue;

@@ -28,7 +28,9 @@ pub struct Limits {
 impl Limits {
     fn of(&self, subject: LimitSubject) -> i32 {
         match subject {
-            LimitSubject::Email | LimitSubject::NamePair | LimitSubject::License => self.per_identity,
+            LimitSubject::Email | LimitSubject::NamePair | LimitSubject::License => {
+                self.per_identity
+            }
             LimitSubject::ClientAddress => self.per_address,
             LimitSubject::ApiKey => self.per_key,
         }
@@ -59,9 +61,7 @@ pub enum Outcome {
         expires_at: Option<OffsetDateTime>,
     },
     /// Not on the roster, a field wrong, expired, too young: all look alike.
-    NotVerified {
-        attempt_id: Uuid,
-    },
+    NotVerified { attempt_id: Uuid },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,10 @@ fn person_field(error: Invalid) -> Invalid {
 fn check(community: &Community, request: &Request) -> Result<Identity, Vec<Invalid>> {
     let mut errors = Vec::new();
     if !request.consent {
-        errors.push(Invalid::new("consent", "must be true: the consumer agreed to be verified"));
+        errors.push(Invalid::new(
+            "consent",
+            "must be true: the consumer agreed to be verified",
+        ));
     }
     if let Some(subsegment) = &request.subsegment
         && !community.has_subsegment(subsegment)
@@ -94,7 +97,10 @@ fn check(community: &Community, request: &Request) -> Result<Identity, Vec<Inval
         };
         errors.push(Invalid::new(
             "subsegment",
-            format!("`{subsegment}` is not a sub-status of {} ({known})", community.key),
+            format!(
+                "`{subsegment}` is not a sub-status of {} ({known})",
+                community.key
+            ),
         ));
     }
     if request
@@ -102,7 +108,10 @@ fn check(community: &Community, request: &Request) -> Result<Identity, Vec<Inval
         .as_ref()
         .is_some_and(|r| r.chars().count() > CUSTOMER_REF_MAX_CHARS)
     {
-        errors.push(Invalid::new("customer_ref", format!("at most {CUSTOMER_REF_MAX_CHARS} characters")));
+        errors.push(Invalid::new(
+            "customer_ref",
+            format!("at most {CUSTOMER_REF_MAX_CHARS} characters"),
+        ));
     }
     let identity = match Identity::parse(&request.person) {
         Ok(identity) => Some(identity),
@@ -147,13 +156,21 @@ pub async fn verify(
 
     let mut subjects: Vec<(LimitSubject, [u8; 16])> = indexer.identity_subjects(&identity);
     let address = origin.client_address.to_canonical().to_string();
-    subjects.push((LimitSubject::ClientAddress, indexer.index("limit:address", &[&address])));
-    subjects.push((LimitSubject::ApiKey, indexer.index("limit:api-key", &[origin.api_key_id])));
+    subjects.push((
+        LimitSubject::ClientAddress,
+        indexer.index("limit:address", &[&address]),
+    ));
+    subjects.push((
+        LimitSubject::ApiKey,
+        indexer.index("limit:api-key", &[origin.api_key_id]),
+    ));
     let struck: Vec<(Vec<u8>, i32)> = subjects
         .iter()
         .map(|(kind, subject)| (subject.to_vec(), limits.of(*kind)))
         .collect();
-    if let Some(wait) = verifications::strike(db, &struck, limits.window.as_secs_f64(), attempt_id).await? {
+    if let Some(wait) =
+        verifications::strike(db, &struck, limits.window.as_secs_f64(), attempt_id).await?
+    {
         return Err(VerifyError::RateLimited {
             retry_after_secs: wait.ceil().max(1.0) as u64,
         });
@@ -164,7 +181,8 @@ pub async fn verify(
         .as_deref()
         .map(|r| indexer.index("customer-ref", &[r]).to_vec());
     let keys = indexer.match_keys(&identity);
-    let matched = records::find_match(db, &community.key, request.subsegment.as_deref(), &keys).await?;
+    let matched =
+        records::find_match(db, &community.key, request.subsegment.as_deref(), &keys).await?;
     let now = OffsetDateTime::now_utc();
     let admitted = matched.filter(|_| community.admits_age(identity.birth_date, now.date()));
 
@@ -183,7 +201,8 @@ pub async fn verify(
         return Ok(Outcome::NotVerified { attempt_id });
     };
 
-    let expires_at = community.membership_expiry(record.subsegment.as_deref(), record.valid_until, now);
+    let expires_at =
+        community.membership_expiry(record.subsegment.as_deref(), record.valid_until, now);
     let attempt = Attempt {
         id: attempt_id,
         community: &community.key,
@@ -210,7 +229,11 @@ pub struct Erasure {
 
 /// Forgets a person named by identity fields: every person key the fields
 /// or their records stand for.
-pub async fn erase(db: &sqlx::PgPool, indexer: &BlindIndexer, person: &RawIdentity) -> Result<Erasure, VerifyError> {
+pub async fn erase(
+    db: &sqlx::PgPool,
+    indexer: &BlindIndexer,
+    person: &RawIdentity,
+) -> Result<Erasure, VerifyError> {
     let identity = Identity::parse(person)
         .map_err(|errors| VerifyError::Invalid(errors.into_iter().map(person_field).collect()))?;
     if !identity.is_matchable() {
@@ -219,7 +242,11 @@ pub async fn erase(db: &sqlx::PgPool, indexer: &BlindIndexer, person: &RawIdenti
             "needs an email, or given_name, family_name and birth_date, or license_number and family_name",
         )]));
     }
-    let mut person_keys: Vec<Vec<u8>> = indexer.person_keys(&identity).into_iter().map(|k| k.to_vec()).collect();
+    let mut person_keys: Vec<Vec<u8>> = indexer
+        .person_keys(&identity)
+        .into_iter()
+        .map(|k| k.to_vec())
+        .collect();
     let mut tx = db.begin().await?;
     for key in records::person_keys_matching(&mut *tx, &indexer.match_keys(&identity)).await? {
         if !person_keys.contains(&key) {

@@ -42,7 +42,12 @@ pub enum LimitSubject {
 }
 
 fn iso_date(date: Date) -> String {
-    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
 }
 
 impl BlindIndexer {
@@ -51,7 +56,8 @@ impl BlindIndexer {
         if bytes.len() != 32 {
             return Err(InvalidIndexKey);
         }
-        let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(&bytes).map_err(|_| InvalidIndexKey)?;
+        let keyed =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&bytes).map_err(|_| InvalidIndexKey)?;
         Ok(BlindIndexer { keyed })
     }
 
@@ -71,7 +77,11 @@ impl BlindIndexer {
     }
 
     pub fn match_keys(&self, identity: &Identity) -> MatchKeys {
-        let name_dob = match (&identity.given_name, &identity.family_name, identity.birth_date) {
+        let name_dob = match (
+            &identity.given_name,
+            &identity.family_name,
+            identity.birth_date,
+        ) {
             (Some(given), Some(family), Some(born)) => {
                 Some(self.index("match:name-dob", &[given, family, &iso_date(born)]))
             }
@@ -82,7 +92,10 @@ impl BlindIndexer {
             _ => None,
         };
         MatchKeys {
-            email: identity.email.as_ref().map(|e| self.index("match:email", &[e])),
+            email: identity
+                .email
+                .as_ref()
+                .map(|e| self.index("match:email", &[e])),
             name_dob,
             license,
         }
@@ -92,9 +105,11 @@ impl BlindIndexer {
     /// listed by several sources is one person), else the e-mail, else the
     /// licence.
     pub fn person_key(&self, identity: &Identity) -> Option<BlindIndex> {
-        if let (Some(given), Some(family), Some(born)) =
-            (&identity.given_name, &identity.family_name, identity.birth_date)
-        {
+        if let (Some(given), Some(family), Some(born)) = (
+            &identity.given_name,
+            &identity.family_name,
+            identity.birth_date,
+        ) {
             return Some(self.index("person:name-dob", &[given, family, &iso_date(born)]));
         }
         if let Some(email) = &identity.email {
@@ -109,9 +124,11 @@ impl BlindIndexer {
     /// Every person key an identity can stand for (erasure looks for all).
     pub fn person_keys(&self, identity: &Identity) -> Vec<BlindIndex> {
         let mut keys = Vec::new();
-        if let (Some(given), Some(family), Some(born)) =
-            (&identity.given_name, &identity.family_name, identity.birth_date)
-        {
+        if let (Some(given), Some(family), Some(born)) = (
+            &identity.given_name,
+            &identity.family_name,
+            identity.birth_date,
+        ) {
             keys.push(self.index("person:name-dob", &[given, family, &iso_date(born)]));
         }
         if let Some(email) = &identity.email {
@@ -130,10 +147,16 @@ impl BlindIndexer {
             subjects.push((LimitSubject::Email, self.index("limit:email", &[email])));
         }
         if let (Some(given), Some(family)) = (&identity.given_name, &identity.family_name) {
-            subjects.push((LimitSubject::NamePair, self.index("limit:name", &[given, family])));
+            subjects.push((
+                LimitSubject::NamePair,
+                self.index("limit:name", &[given, family]),
+            ));
         }
         if let Some(license) = &identity.license_number {
-            subjects.push((LimitSubject::License, self.index("limit:license", &[license])));
+            subjects.push((
+                LimitSubject::License,
+                self.index("limit:license", &[license]),
+            ));
         }
         subjects
     }
@@ -173,14 +196,23 @@ mod tests {
     #[test]
     fn another_key_gives_other_indexes() {
         let other = BlindIndexer::from_hex(&"cd".repeat(32)).unwrap();
-        assert_ne!(indexer().index("match:email", &["a@b.co"]), other.index("match:email", &["a@b.co"]));
+        assert_ne!(
+            indexer().index("match:email", &["a@b.co"]),
+            other.index("match:email", &["a@b.co"])
+        );
     }
 
     #[test]
     fn purposes_separate_indexes_of_the_same_text() {
         let indexer = indexer();
-        assert_ne!(indexer.index("match:email", &["x"]), indexer.index("limit:email", &["x"]));
-        assert_ne!(indexer.index("p", &["ab", "c"]), indexer.index("p", &["a", "bc"]));
+        assert_ne!(
+            indexer.index("match:email", &["x"]),
+            indexer.index("limit:email", &["x"])
+        );
+        assert_ne!(
+            indexer.index("p", &["ab", "c"]),
+            indexer.index("p", &["a", "bc"])
+        );
     }
 
     proptest! {

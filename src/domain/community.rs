@@ -66,7 +66,10 @@ impl Community {
         }
         let name_chars = self.display_name.trim().chars().count();
         if name_chars == 0 || name_chars > DISPLAY_NAME_MAX {
-            errors.push(Invalid::new("display_name", format!("1 to {DISPLAY_NAME_MAX} characters")));
+            errors.push(Invalid::new(
+                "display_name",
+                format!("1 to {DISPLAY_NAME_MAX} characters"),
+            ));
         }
         for (at, subsegment) in self.subsegments.iter().enumerate() {
             if CommunityKey::parse(subsegment).is_err() {
@@ -93,7 +96,10 @@ impl Community {
         }
         let days_ok = |days: Option<i32>| days.is_none_or(|d| (1..=MAX_REVERIFY_DAYS).contains(&d));
         if !days_ok(self.reverify_after_days) {
-            errors.push(Invalid::new("reverify_after_days", format!("1 to {MAX_REVERIFY_DAYS}, or null")));
+            errors.push(Invalid::new(
+                "reverify_after_days",
+                format!("1 to {MAX_REVERIFY_DAYS}, or null"),
+            ));
         }
         let mut overridden: Vec<&String> = self.subsegment_reverify.keys().collect();
         overridden.sort();
@@ -102,14 +108,20 @@ impl Community {
             if !self.has_subsegment(subsegment) {
                 errors.push(Invalid::new(field, "is not one of subsegments"));
             } else if !days_ok(self.subsegment_reverify[subsegment]) {
-                errors.push(Invalid::new(field, format!("1 to {MAX_REVERIFY_DAYS}, or null")));
+                errors.push(Invalid::new(
+                    field,
+                    format!("1 to {MAX_REVERIFY_DAYS}, or null"),
+                ));
             }
         }
         if let Some(age) = self.min_age {
             if !(1..=130).contains(&age) {
                 errors.push(Invalid::new("min_age", "1 to 130"));
             } else if !requires(IdentityField::BirthDate) {
-                errors.push(Invalid::new("min_age", "an age gate needs birth_date among required_fields"));
+                errors.push(Invalid::new(
+                    "min_age",
+                    "an age gate needs birth_date among required_fields",
+                ));
             }
         }
         errors
@@ -197,18 +209,27 @@ mod tests {
         let soon = datetime!(2026-03-01 0:00 UTC);
         let late = datetime!(2030-01-01 0:00 UTC);
         let c = military();
-        assert_eq!(c.membership_expiry(Some("active_duty"), Some(soon), now), Some(soon));
+        assert_eq!(
+            c.membership_expiry(Some("active_duty"), Some(soon), now),
+            Some(soon)
+        );
         assert_eq!(
             c.membership_expiry(Some("active_duty"), Some(late), now),
             Some(datetime!(2027-01-01 0:00 UTC))
         );
-        assert_eq!(c.membership_expiry(Some("active_duty"), None, now), Some(datetime!(2027-01-01 0:00 UTC)));
+        assert_eq!(
+            c.membership_expiry(Some("active_duty"), None, now),
+            Some(datetime!(2027-01-01 0:00 UTC))
+        );
     }
 
     #[test]
     fn a_veteran_is_verified_for_life_on_an_open_record() {
         let now = datetime!(2026-01-01 0:00 UTC);
-        assert_eq!(military().membership_expiry(Some("veteran"), None, now), None);
+        assert_eq!(
+            military().membership_expiry(Some("veteran"), None, now),
+            None
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ use super::nicknames::given_name_for;
 
 const FIELD_MAX_CHARS: usize = 320;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentityField {
     Email,
@@ -126,7 +128,10 @@ fn text_field(
 ) -> Option<String> {
     let raw = present(value)?;
     if raw.chars().count() > FIELD_MAX_CHARS {
-        errors.push(Invalid::new(field.as_str(), format!("at most {FIELD_MAX_CHARS} characters")));
+        errors.push(Invalid::new(
+            field.as_str(),
+            format!("at most {FIELD_MAX_CHARS} characters"),
+        ));
         return None;
     }
     let text = canonical(raw);
@@ -145,22 +150,44 @@ pub fn parse_date(raw: &str) -> Option<Date> {
 impl Identity {
     pub fn parse(raw: &RawIdentity) -> Result<Self, Vec<Invalid>> {
         let mut errors = Vec::new();
-        let email = text_field(&raw.email, IdentityField::Email, canonical_email, &mut errors);
+        let email = text_field(
+            &raw.email,
+            IdentityField::Email,
+            canonical_email,
+            &mut errors,
+        );
         if let Some(email) = &email
             && !looks_like_email(email)
         {
             errors.push(Invalid::new("email", "is not an e-mail address"));
         }
-        let given_name = text_field(&raw.given_name, IdentityField::GivenName, canonical_given_name, &mut errors);
-        let family_name = text_field(&raw.family_name, IdentityField::FamilyName, canonical_text, &mut errors);
-        let license_number =
-            text_field(&raw.license_number, IdentityField::LicenseNumber, canonical_text, &mut errors);
+        let given_name = text_field(
+            &raw.given_name,
+            IdentityField::GivenName,
+            canonical_given_name,
+            &mut errors,
+        );
+        let family_name = text_field(
+            &raw.family_name,
+            IdentityField::FamilyName,
+            canonical_text,
+            &mut errors,
+        );
+        let license_number = text_field(
+            &raw.license_number,
+            IdentityField::LicenseNumber,
+            canonical_text,
+            &mut errors,
+        );
         let birth_date = match present(&raw.birth_date) {
             None => None,
             Some(value) => match parse_date(value) {
                 Some(date) => Some(date),
                 None => {
-                    errors.push(Invalid::new("birth_date", "must be a date written YYYY-MM-DD"));
+                    errors.push(Invalid::new(
+                        "birth_date",
+                        "must be a date written YYYY-MM-DD",
+                    ));
                     None
                 }
             },
@@ -194,7 +221,9 @@ impl Identity {
     /// and birth date; or licence number and family name.
     pub fn is_matchable(&self) -> bool {
         self.email.is_some()
-            || (self.given_name.is_some() && self.family_name.is_some() && self.birth_date.is_some())
+            || (self.given_name.is_some()
+                && self.family_name.is_some()
+                && self.birth_date.is_some())
             || (self.license_number.is_some() && self.family_name.is_some())
     }
 }
@@ -202,7 +231,10 @@ impl Identity {
 fn looks_like_email(email: &str) -> bool {
     match email.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
                 && !email.chars().any(char::is_whitespace)
         }
         None => false,
@@ -280,8 +312,20 @@ mod tests {
             ..Default::default()
         };
         assert!(!name_only.is_matchable());
-        assert!(Identity { birth_date: date, ..name_only.clone() }.is_matchable());
-        assert!(Identity { license_number: Some("rn1".into()), ..name_only }.is_matchable());
+        assert!(
+            Identity {
+                birth_date: date,
+                ..name_only.clone()
+            }
+            .is_matchable()
+        );
+        assert!(
+            Identity {
+                license_number: Some("rn1".into()),
+                ..name_only
+            }
+            .is_matchable()
+        );
     }
 
     mod properties {

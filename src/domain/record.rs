@@ -79,12 +79,18 @@ fn parse_bound(raw: &str, bound: Bound) -> Option<OffsetDateTime> {
 }
 
 impl RawRecord {
-    pub fn parse(&self, communities: &HashMap<String, Community>) -> Result<ParsedRecord, Vec<Invalid>> {
+    pub fn parse(
+        &self,
+        communities: &HashMap<String, Community>,
+    ) -> Result<ParsedRecord, Vec<Invalid>> {
         let mut errors = Vec::new();
         let external_id = match present(&self.external_id) {
             Some(id) if id.chars().count() <= EXTERNAL_ID_MAX => Some(id.to_owned()),
             Some(_) => {
-                errors.push(Invalid::new("external_id", format!("at most {EXTERNAL_ID_MAX} characters")));
+                errors.push(Invalid::new(
+                    "external_id",
+                    format!("at most {EXTERNAL_ID_MAX} characters"),
+                ));
                 None
             }
             None => {
@@ -96,7 +102,10 @@ impl RawRecord {
             Some(key) => match communities.get(key) {
                 Some(community) => Some(community),
                 None => {
-                    errors.push(Invalid::new("community", format!("no community has the key `{key}`")));
+                    errors.push(Invalid::new(
+                        "community",
+                        format!("no community has the key `{key}`"),
+                    ));
                     None
                 }
             },
@@ -115,8 +124,14 @@ impl RawRecord {
             ));
         }
         let organization = present(&self.organization).map(str::to_owned);
-        if organization.as_ref().is_some_and(|o| o.chars().count() > ORGANIZATION_MAX) {
-            errors.push(Invalid::new("organization", format!("at most {ORGANIZATION_MAX} characters")));
+        if organization
+            .as_ref()
+            .is_some_and(|o| o.chars().count() > ORGANIZATION_MAX)
+        {
+            errors.push(Invalid::new(
+                "organization",
+                format!("at most {ORGANIZATION_MAX} characters"),
+            ));
         }
         let raw_identity = RawIdentity {
             email: self.email.clone(),
@@ -146,7 +161,10 @@ impl RawRecord {
             Some(raw) => {
                 let parsed = parse_bound(raw, which);
                 if parsed.is_none() {
-                    errors.push(Invalid::new(field, "must be a date (YYYY-MM-DD) or an RFC 3339 instant"));
+                    errors.push(Invalid::new(
+                        field,
+                        "must be a date (YYYY-MM-DD) or an RFC 3339 instant",
+                    ));
                 }
                 parsed
             }
@@ -159,15 +177,17 @@ impl RawRecord {
             errors.push(Invalid::new("valid_until", "must be after valid_from"));
         }
         match (external_id, community, identity) {
-            (Some(external_id), Some(community), Some(identity)) if errors.is_empty() => Ok(ParsedRecord {
-                external_id,
-                community: community.key.clone(),
-                subsegment,
-                organization,
-                identity,
-                valid_from,
-                valid_until,
-            }),
+            (Some(external_id), Some(community), Some(identity)) if errors.is_empty() => {
+                Ok(ParsedRecord {
+                    external_id,
+                    community: community.key.clone(),
+                    subsegment,
+                    organization,
+                    identity,
+                    valid_from,
+                    valid_until,
+                })
+            }
             _ => Err(errors),
         }
     }
@@ -234,7 +254,10 @@ mod tests {
         .parse(&communities())
         .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["external_id", "community", "identity", "valid_until"]);
+        assert_eq!(
+            fields,
+            ["external_id", "community", "identity", "valid_until"]
+        );
     }
 
     #[test]

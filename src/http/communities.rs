@@ -98,7 +98,12 @@ pub struct ChangeCommunity {
 }
 
 fn invalid(errors: Vec<Invalid>) -> ApiError {
-    ApiError::Validation(errors.into_iter().map(|e| FieldError::new(e.field, e.message)).collect())
+    ApiError::Validation(
+        errors
+            .into_iter()
+            .map(|e| FieldError::new(e.field, e.message))
+            .collect(),
+    )
 }
 
 fn not_found(key: &str) -> ApiError {
@@ -109,7 +114,10 @@ fn not_found(key: &str) -> ApiError {
 #[utoipa::path(get, path = "/v1/communities", tag = "communities",
     security(("api_key" = [])),
     responses((status = 200, body = Vec<CommunityView>)))]
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<CommunityView>>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<CommunityView>>, ApiError> {
     caller.require(ANY_ROLE)?;
     let all = communities::list(&state.db).await?;
     Ok(Json(all.iter().map(CommunityView::from).collect()))
@@ -127,7 +135,9 @@ async fn show(
     Path(key): Path<String>,
 ) -> Result<Json<CommunityView>, ApiError> {
     caller.require(ANY_ROLE)?;
-    let community = communities::get(&state.db, &key).await?.ok_or_else(|| not_found(&key))?;
+    let community = communities::get(&state.db, &key)
+        .await?
+        .ok_or_else(|| not_found(&key))?;
     Ok(Json(CommunityView::from(&community)))
 }
 
@@ -158,10 +168,12 @@ async fn create(
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
-    let created = communities::insert(&state.db, &community).await?.ok_or_else(|| ApiError::Conflict {
-        kind: "community_exists",
-        detail: format!("A community with the key `{}` exists.", community.key),
-    })?;
+    let created = communities::insert(&state.db, &community)
+        .await?
+        .ok_or_else(|| ApiError::Conflict {
+            kind: "community_exists",
+            detail: format!("A community with the key `{}` exists.", community.key),
+        })?;
     state.forget_community(&created.key).await;
     Ok((StatusCode::CREATED, Json(CommunityView::from(&created))))
 }
@@ -181,7 +193,9 @@ async fn change(
     Json(body): Json<ChangeCommunity>,
 ) -> Result<Json<CommunityView>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let mut community = communities::get(&state.db, &key).await?.ok_or_else(|| not_found(&key))?;
+    let mut community = communities::get(&state.db, &key)
+        .await?
+        .ok_or_else(|| not_found(&key))?;
     if let Some(name) = body.display_name {
         community.display_name = name.trim().to_owned();
     }
@@ -204,7 +218,9 @@ async fn change(
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
-    let changed = communities::update(&state.db, &community).await?.ok_or_else(|| not_found(&key))?;
+    let changed = communities::update(&state.db, &community)
+        .await?
+        .ok_or_else(|| not_found(&key))?;
     state.forget_community(&key).await;
     Ok(Json(CommunityView::from(&changed)))
 }

@@ -154,9 +154,9 @@ impl IntoResponse for ApiError {
             | ApiError::BadRequest(d)
             | ApiError::Unavailable(d)
             | ApiError::Conflict { detail: d, .. } => d.clone(),
-            ApiError::RateLimited { retry_after_secs } => format!(
-                "Too many failed verification attempts; retry in {retry_after_secs} s."
-            ),
+            ApiError::RateLimited { retry_after_secs } => {
+                format!("Too many failed verification attempts; retry in {retry_after_secs} s.")
+            }
             ApiError::ImportRejected(report) => format!(
                 "{} row(s) rejected; each is listed in `rows`. Fix them, or send on_error=skip \
                  to write the good rows.",
@@ -313,7 +313,9 @@ impl From<crate::verification::VerifyError> for ApiError {
                     .map(|e| FieldError::new(e.field, e.message))
                     .collect(),
             ),
-            VerifyError::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
+            VerifyError::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
             VerifyError::Database(e) => ApiError::Internal(e.into()),
         }
     }
@@ -325,7 +327,9 @@ impl From<crate::import::ImportError> for ApiError {
         match error {
             ImportError::Refused(detail) => ApiError::BadRequest(detail),
             ImportError::Rejected(report) => ApiError::ImportRejected(report),
-            ImportError::Read(detail) => ApiError::BadRequest(format!("reading the body failed: {detail}")),
+            ImportError::Read(detail) => {
+                ApiError::BadRequest(format!("reading the body failed: {detail}"))
+            }
             ImportError::Database(e) => ApiError::Internal(e.into()),
         }
     }

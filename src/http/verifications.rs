@@ -82,7 +82,10 @@ async fn verify(
 ) -> Result<Json<VerificationView>, ApiError> {
     let principal = caller.require(&[Role::Checkout])?;
     let community = state.community(&body.community).await?.ok_or_else(|| {
-        ApiError::invalid("community", format!("no community has the key `{}`", body.community))
+        ApiError::invalid(
+            "community",
+            format!("no community has the key `{}`", body.community),
+        )
     })?;
     let origin = Origin {
         api_key_id: principal.key_id.as_str(),
@@ -95,8 +98,15 @@ async fn verify(
         customer_ref: body.customer_ref,
         offer_id: body.offer_id,
     };
-    let outcome =
-        verification::verify(&state.db, &state.indexer, &state.limits, &community, &origin, &request).await?;
+    let outcome = verification::verify(
+        &state.db,
+        &state.indexer,
+        &state.limits,
+        &community,
+        &origin,
+        &request,
+    )
+    .await?;
     let view = match outcome {
         Outcome::Verified {
             attempt_id,

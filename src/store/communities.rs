@@ -15,8 +15,9 @@ impl FromRow<'_, PgRow> for CommunityRow {
         let required_fields = fields
             .iter()
             .map(|f| {
-                IdentityField::parse(f)
-                    .ok_or_else(|| sqlx::Error::Decode(format!("unknown identity field {f}").into()))
+                IdentityField::parse(f).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown identity field {f}").into())
+                })
             })
             .collect::<Result<_, _>>()?;
         let Json(subsegment_reverify): Json<HashMap<String, Option<i32>>> =
@@ -46,8 +47,14 @@ pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<Community>, sqlx::Error
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-pub async fn all_by_key(db: impl PgExecutor<'_>) -> Result<HashMap<String, Community>, sqlx::Error> {
-    Ok(list(db).await?.into_iter().map(|c| (c.key.clone(), c)).collect())
+pub async fn all_by_key(
+    db: impl PgExecutor<'_>,
+) -> Result<HashMap<String, Community>, sqlx::Error> {
+    Ok(list(db)
+        .await?
+        .into_iter()
+        .map(|c| (c.key.clone(), c))
+        .collect())
 }
 
 pub async fn get(db: impl PgExecutor<'_>, key: &str) -> Result<Option<Community>, sqlx::Error> {
@@ -61,11 +68,18 @@ pub async fn get(db: impl PgExecutor<'_>, key: &str) -> Result<Option<Community>
 }
 
 fn field_names(community: &Community) -> Vec<&'static str> {
-    community.required_fields.iter().map(|f| f.as_str()).collect()
+    community
+        .required_fields
+        .iter()
+        .map(|f| f.as_str())
+        .collect()
 }
 
 /// Inserts a community; `None` when the key is taken.
-pub async fn insert(db: impl PgExecutor<'_>, community: &Community) -> Result<Option<Community>, sqlx::Error> {
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    community: &Community,
+) -> Result<Option<Community>, sqlx::Error> {
     let row: Option<CommunityRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO communities (key, display_name, subsegments, required_fields,
                                   reverify_after_days, subsegment_reverify, min_age, builtin)
@@ -85,7 +99,10 @@ pub async fn insert(db: impl PgExecutor<'_>, community: &Community) -> Result<Op
     Ok(row.map(|r| r.0))
 }
 
-pub async fn update(db: impl PgExecutor<'_>, community: &Community) -> Result<Option<Community>, sqlx::Error> {
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    community: &Community,
+) -> Result<Option<Community>, sqlx::Error> {
     let row: Option<CommunityRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE communities SET display_name = $2, subsegments = $3, required_fields = $4,
                 reverify_after_days = $5, subsegment_reverify = $6, min_age = $7, updated_at = now()

@@ -75,7 +75,10 @@ pub async fn upsert_batch(
     .await?;
     Ok(written
         .into_iter()
-        .map(|(external_id, inserted)| Written { external_id, inserted })
+        .map(|(external_id, inserted)| Written {
+            external_id,
+            inserted,
+        })
         .collect())
 }
 

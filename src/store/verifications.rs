@@ -12,7 +12,8 @@ pub async fn strike(
     window_secs: f64,
     attempt_id: Uuid,
 ) -> Result<Option<f64>, sqlx::Error> {
-    let (keys, limits): (Vec<&[u8]>, Vec<i32>) = subjects.iter().map(|(k, l)| (k.as_slice(), *l)).unzip();
+    let (keys, limits): (Vec<&[u8]>, Vec<i32>) =
+        subjects.iter().map(|(k, l)| (k.as_slice(), *l)).unzip();
     sqlx::query_scalar("SELECT strike_verification($1, $2, make_interval(secs => $3), $4)")
         .bind(keys)
         .bind(limits)
@@ -33,7 +34,10 @@ pub struct Attempt<'a> {
 }
 
 /// Records a failed attempt; its strikes stay and count.
-pub async fn record_failure(db: impl PgExecutor<'_>, attempt: &Attempt<'_>) -> Result<(), sqlx::Error> {
+pub async fn record_failure(
+    db: impl PgExecutor<'_>,
+    attempt: &Attempt<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO verification_attempts
              (id, community, subsegment, outcome, person_key, offer_id, customer_ref_ix, api_key_id)
@@ -104,7 +108,10 @@ pub struct Erased {
 
 /// Forgets people: their memberships go, their attempts stay (so counts
 /// stay right) but no longer point at them.
-pub async fn erase_people(conn: &mut PgConnection, person_keys: &[Vec<u8>]) -> Result<Erased, sqlx::Error> {
+pub async fn erase_people(
+    conn: &mut PgConnection,
+    person_keys: &[Vec<u8>],
+) -> Result<Erased, sqlx::Error> {
     let (memberships, attempts): (i64, i64) = sqlx::query_as(
         "WITH gone AS (
              DELETE FROM memberships WHERE person_key = ANY ($1) RETURNING id),
@@ -116,5 +123,8 @@ pub async fn erase_people(conn: &mut PgConnection, person_keys: &[Vec<u8>]) -> R
     .bind(person_keys)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(Erased { memberships, attempts })
+    Ok(Erased {
+        memberships,
+        attempts,
+    })
 }

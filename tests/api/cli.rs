@@ -120,3 +120,27 @@ async fn a_key_from_the_cli_opens_the_admin_api_of_a_served_process() {
         assert!(metrics.contains(&counted), "{counted} in {metrics}");
     }
 }
+
+#[test]
+fn import_takes_the_same_path_as_the_api_and_names_bad_lines() {
+    let database = TestDatabase::new();
+    let roster = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/roster.csv");
+
+    let strict = run(&database, &["import", "--source", "demo", roster]);
+    let strict_err = String::from_utf8_lossy(&strict.stderr).into_owned();
+    let skipping = run(
+        &database,
+        &["import", "--source", "demo", "--on-error", "skip", roster],
+    );
+    let skipping_err = String::from_utf8_lossy(&skipping.stderr).into_owned();
+
+    assert!(!strict.status.success());
+    assert!(strict_err.contains("line 9: email"), "{strict_err}");
+    assert!(strict_err.contains("nothing was written"), "{strict_err}");
+    assert!(skipping.status.success(), "{skipping_err}");
+    assert!(
+        skipping_err.contains("8 rows read: 7 inserted"),
+        "{skipping_err}"
+    );
+    assert!(stdout(&skipping).is_empty());
+}

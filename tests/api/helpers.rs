@@ -338,7 +338,13 @@ impl Drop for ServerProcess {
 pub const ROSTER: &str = include_str!("../../examples/roster.csv");
 
 impl TestApp {
-    pub async fn import(&self, admin: &str, query: &str, content_type: &str, body: &str) -> reqwest::Response {
+    pub async fn import(
+        &self,
+        admin: &str,
+        query: &str,
+        content_type: &str,
+        body: &str,
+    ) -> reqwest::Response {
         self.client
             .post(self.url(&format!("/v1/records/import?{query}")))
             .bearer_auth(admin)
@@ -351,7 +357,9 @@ impl TestApp {
 
     /// Imports the example roster, skipping its one bad row.
     pub async fn import_roster(&self, admin: &str) -> serde_json::Value {
-        let response = self.import(admin, "source=demo&on_error=skip", "text/csv", ROSTER).await;
+        let response = self
+            .import(admin, "source=demo&on_error=skip", "text/csv", ROSTER)
+            .await;
         assert_eq!(response.status(), 200);
         response.json().await.expect("report")
     }
@@ -367,7 +375,10 @@ impl TestApp {
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.db).await.expect("count")
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.db)
+            .await
+            .expect("count")
     }
 }
 

@@ -18,7 +18,10 @@ async fn one_bad_row_commits_nothing_and_is_named_field_by_field() {
         .map(|r| (r["line"].as_u64().unwrap(), r["field"].as_str().unwrap()))
         .collect();
     assert_eq!(faults, [(9, "email"), (9, "birth_date")]);
-    assert_eq!(app.count("SELECT count(*) FROM verification_records").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_records").await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -33,7 +36,10 @@ async fn on_error_skip_writes_the_good_rows_and_lists_the_bad() {
     assert_eq!(report["rejected_total"], 1);
     assert_eq!(report["rejected"][0]["line"], 9);
     assert_eq!(report["committed"], true);
-    assert_eq!(app.count("SELECT count(*) FROM verification_records").await, 7);
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_records").await,
+        7
+    );
 }
 
 #[tokio::test]
@@ -49,13 +55,25 @@ async fn ndjson_imports_like_csv() {
     ]
     .join("\n");
 
-    let rejected = app.import(&admin, "source=board", "application/x-ndjson", &body).await;
+    let rejected = app
+        .import(&admin, "source=board", "application/x-ndjson", &body)
+        .await;
     let problem = assert_problem(rejected, 422, "import_rejected").await;
-    let lines: Vec<u64> = problem["rows"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> = problem["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, [4, 5]);
 
     let report: Value = app
-        .import(&admin, "source=board&on_error=skip", "application/x-ndjson", &body)
+        .import(
+            &admin,
+            "source=board&on_error=skip",
+            "application/x-ndjson",
+            &body,
+        )
         .await
         .json()
         .await
@@ -72,14 +90,23 @@ async fn importing_the_same_file_twice_leaves_the_same_state() {
                     valid_until, retired_at), ',' ORDER BY external_id)) FROM verification_records";
 
     app.import_roster(&admin).await;
-    let first: String = sqlx::query_scalar(snapshot).fetch_one(&app.db).await.unwrap();
+    let first: String = sqlx::query_scalar(snapshot)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     let again = app.import_roster(&admin).await;
-    let second: String = sqlx::query_scalar(snapshot).fetch_one(&app.db).await.unwrap();
+    let second: String = sqlx::query_scalar(snapshot)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
 
     assert_eq!(first, second);
     assert_eq!(again["inserted"], 0);
     assert_eq!(again["updated"], 7);
-    assert_eq!(app.count("SELECT count(*) FROM verification_records").await, 7);
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_records").await,
+        7
+    );
 }
 
 #[tokio::test]
@@ -118,12 +145,26 @@ async fn replace_retires_what_the_snapshot_no_longer_holds_and_ends_its_membersh
     let checkout = app.key(Role::Checkout).await;
     app.import_roster(&admin).await;
     let ana = crate::helpers::student("Ana", "Lima", "2004-03-09");
-    let before: Value = app.verify(&checkout, ana.clone()).await.json().await.unwrap();
+    let before: Value = app
+        .verify(&checkout, ana.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(before["status"], "verified");
-    let without_ana: String = ROSTER.lines().filter(|l| !l.starts_with("stu-001")).collect::<Vec<_>>().join("\n");
+    let without_ana: String = ROSTER
+        .lines()
+        .filter(|l| !l.starts_with("stu-001"))
+        .collect::<Vec<_>>()
+        .join("\n");
 
     let report: Value = app
-        .import(&admin, "source=demo&mode=replace&on_error=skip", "text/csv", &without_ana)
+        .import(
+            &admin,
+            "source=demo&mode=replace&on_error=skip",
+            "text/csv",
+            &without_ana,
+        )
         .await
         .json()
         .await
@@ -138,7 +179,11 @@ async fn replace_retires_what_the_snapshot_no_longer_holds_and_ends_its_membersh
     let after: Value = app.verify(&checkout, ana).await.json().await.unwrap();
     assert_eq!(after["status"], "not_verified");
     // The bad row's external id was not retired for being bad.
-    assert_eq!(app.count("SELECT count(*) FROM verification_records WHERE retired_at IS NULL").await, 6);
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_records WHERE retired_at IS NULL")
+            .await,
+        6
+    );
 }
 
 #[tokio::test]
@@ -148,11 +193,20 @@ async fn a_replace_import_without_rows_is_refused() {
     app.import_roster(&admin).await;
 
     let response = app
-        .import(&admin, "source=demo&mode=replace", "text/csv", "external_id,community,email\n")
+        .import(
+            &admin,
+            "source=demo&mode=replace",
+            "text/csv",
+            "external_id,community,email\n",
+        )
         .await;
 
     assert_problem(response, 400, "bad_request").await;
-    assert_eq!(app.count("SELECT count(*) FROM verification_records WHERE retired_at IS NULL").await, 7);
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_records WHERE retired_at IS NULL")
+            .await,
+        7
+    );
 }
 
 #[tokio::test]
@@ -161,7 +215,14 @@ async fn bad_import_requests_are_clear_4xx_problems() {
     let admin = app.key(Role::Admin).await;
     let checkout = app.key(Role::Checkout).await;
 
-    let unknown_column = app.import(&admin, "source=x", "text/csv", "external_id,community,emial\n").await;
+    let unknown_column = app
+        .import(
+            &admin,
+            "source=x",
+            "text/csv",
+            "external_id,community,emial\n",
+        )
+        .await;
     let body = assert_problem(unknown_column, 400, "bad_request").await;
     assert!(body["detail"].as_str().unwrap().contains("emial"));
 
@@ -169,14 +230,21 @@ async fn bad_import_requests_are_clear_4xx_problems() {
     let body = assert_problem(no_source, 422, "validation_failed").await;
     assert_eq!(body["errors"][0]["field"], "source");
 
-    let bad_mode = app.import(&admin, "source=x&mode=merge", "text/csv", ROSTER).await;
+    let bad_mode = app
+        .import(&admin, "source=x&mode=merge", "text/csv", ROSTER)
+        .await;
     let body = assert_problem(bad_mode, 422, "validation_failed").await;
     assert_eq!(body["errors"][0]["field"], "mode");
 
-    let json = app.import(&admin, "source=x", "application/json", "{}").await;
+    let json = app
+        .import(&admin, "source=x", "application/json", "{}")
+        .await;
     assert_problem(json, 415, "unsupported_media_type").await;
 
     let not_admin = app.import(&checkout, "source=x", "text/csv", ROSTER).await;
     assert_problem(not_admin, 403, "forbidden").await;
-    assert_eq!(app.count("SELECT count(*) FROM verification_records").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_records").await,
+        0
+    );
 }

@@ -2,9 +2,11 @@
 
 mod auth;
 mod cli;
+mod communities;
 mod helpers;
 mod import;
 mod ops;
+mod privacy;
 mod problems;
 mod settings;
 mod shutdown;

@@ -151,7 +151,9 @@ async fn every_documented_route_is_served() {
 
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            let concrete = path.replace("{id}", "AAAAAAAAAAAA").replace("{key}", "student");
+            let concrete = path
+                .replace("{id}", "AAAAAAAAAAAA")
+                .replace("{key}", "student");
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let response = app
                 .client

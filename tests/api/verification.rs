@@ -3,7 +3,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::helpers::{ServerProcess, TestDatabase, assert_problem, spawn_app, spawn_app_with, student};
+use crate::helpers::{
+    ServerProcess, TestDatabase, assert_problem, spawn_app, spawn_app_with, student,
+};
 
 async fn answer(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), 200);
@@ -22,7 +24,11 @@ async fn a_listed_student_verifies_until_the_record_ends() {
     let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
     app.import_roster(&admin).await;
 
-    let verified = answer(app.verify(&checkout, student("Ana", "Lima", "2004-03-09")).await).await;
+    let verified = answer(
+        app.verify(&checkout, student("Ana", "Lima", "2004-03-09"))
+            .await,
+    )
+    .await;
 
     assert_eq!(verified["status"], "verified");
     assert_eq!(verified["community"], "student");
@@ -37,9 +43,21 @@ async fn misspelled_and_unlisted_consumers_get_the_same_answer() {
     let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
     app.import_roster(&admin).await;
 
-    let misspelled = answer(app.verify(&checkout, student("Ana", "Lyma", "2004-03-09")).await).await;
-    let wrong_birth_date = answer(app.verify(&checkout, student("Ana", "Lima", "2004-03-10")).await).await;
-    let unlisted = answer(app.verify(&checkout, student("Nobody", "Atall", "2001-01-01")).await).await;
+    let misspelled = answer(
+        app.verify(&checkout, student("Ana", "Lyma", "2004-03-09"))
+            .await,
+    )
+    .await;
+    let wrong_birth_date = answer(
+        app.verify(&checkout, student("Ana", "Lima", "2004-03-10"))
+            .await,
+    )
+    .await;
+    let unlisted = answer(
+        app.verify(&checkout, student("Nobody", "Atall", "2001-01-01"))
+            .await,
+    )
+    .await;
 
     assert_eq!(misspelled["status"], "not_verified");
     assert_eq!(without_id(misspelled.clone()), without_id(wrong_birth_date));
@@ -65,8 +83,19 @@ async fn nicknames_accents_case_and_punctuation_still_match() {
     let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
     app.import_roster(&admin).await;
 
-    let bob = answer(app.verify(&checkout, student("bob", "ONEILL", "2003-11-21")).await).await;
-    let zoe = answer(app.verify(&checkout, student(" ZOE ", "muller ludenscheidt", "2009-01-15")).await).await;
+    let bob = answer(
+        app.verify(&checkout, student("bob", "ONEILL", "2003-11-21"))
+            .await,
+    )
+    .await;
+    let zoe = answer(
+        app.verify(
+            &checkout,
+            student(" ZOE ", "muller ludenscheidt", "2009-01-15"),
+        )
+        .await,
+    )
+    .await;
 
     assert_eq!(bob["status"], "verified");
     assert_eq!(zoe["status"], "verified");
@@ -79,7 +108,11 @@ async fn an_expired_record_does_not_verify() {
     let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
     app.import_roster(&admin).await;
 
-    let expired = answer(app.verify(&checkout, student("Maya", "Okafor", "1999-05-02")).await).await;
+    let expired = answer(
+        app.verify(&checkout, student("Maya", "Okafor", "1999-05-02"))
+            .await,
+    )
+    .await;
 
     assert_eq!(expired["status"], "not_verified");
 }
@@ -94,14 +127,26 @@ async fn a_required_sub_status_must_be_the_records() {
                "person": {"given_name": given, "family_name": family, "birth_date": born}})
     };
 
-    let veteran = answer(app.verify(&checkout, person("Bill", "Carter", "1962-02-14")).await).await;
-    let active = answer(app.verify(&checkout, person("Liz", "Nguyen", "1994-08-30")).await).await;
+    let veteran = answer(
+        app.verify(&checkout, person("Bill", "Carter", "1962-02-14"))
+            .await,
+    )
+    .await;
+    let active = answer(
+        app.verify(&checkout, person("Liz", "Nguyen", "1994-08-30"))
+            .await,
+    )
+    .await;
     let mut unknown = person("Bill", "Carter", "1962-02-14");
     unknown["subsegment"] = json!("general");
     let unknown = app.verify(&checkout, unknown).await;
 
     assert_eq!(veteran["status"], "verified");
-    assert_eq!(veteran["expires_at"], Value::Null, "a veteran is verified for life");
+    assert_eq!(
+        veteran["expires_at"],
+        Value::Null,
+        "a veteran is verified for life"
+    );
     assert_eq!(active["status"], "not_verified");
     let problem = assert_problem(unknown, 422, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "subsegment");
@@ -117,7 +162,8 @@ async fn a_teacher_re_verifies_after_a_year() {
 
     let verified = answer(app.verify(&checkout, body).await).await;
 
-    let expires = OffsetDateTime::parse(verified["expires_at"].as_str().unwrap(), &Rfc3339).unwrap();
+    let expires =
+        OffsetDateTime::parse(verified["expires_at"].as_str().unwrap(), &Rfc3339).unwrap();
     let days = (expires - OffsetDateTime::now_utc()).whole_days();
     assert!((364..=365).contains(&days), "{days} days");
 }
@@ -136,8 +182,16 @@ async fn the_senior_age_gate_uses_the_birth_date_given() {
                "person": {"given_name": given, "family_name": family, "birth_date": born}})
     };
 
-    let old_enough = answer(app.verify(&checkout, senior("Peggy", "Hale", "1950-06-01")).await).await;
-    let too_young = answer(app.verify(&checkout, senior("Peter", "Young", "1990-06-01")).await).await;
+    let old_enough = answer(
+        app.verify(&checkout, senior("Peggy", "Hale", "1950-06-01"))
+            .await,
+    )
+    .await;
+    let too_young = answer(
+        app.verify(&checkout, senior("Peter", "Young", "1990-06-01"))
+            .await,
+    )
+    .await;
 
     assert_eq!(old_enough["status"], "verified");
     assert_eq!(too_young["status"], "not_verified");
@@ -149,22 +203,51 @@ async fn missing_fields_invalid_fields_and_no_consent_are_422s_that_name_them() 
     let checkout = app.key(Role::Checkout).await;
 
     let missing = app
-        .verify(&checkout, json!({"community": "student", "person": {"email": "a@b.edu"}, "consent": false}))
+        .verify(
+            &checkout,
+            json!({"community": "student", "person": {"email": "a@b.edu"}, "consent": false}),
+        )
         .await;
     let problem = assert_problem(missing, 422, "validation_failed").await;
-    let fields: Vec<&str> = problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["consent", "person.given_name", "person.family_name", "person.birth_date"]);
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "consent",
+            "person.given_name",
+            "person.family_name",
+            "person.birth_date"
+        ]
+    );
 
-    let bad_date = app.verify(&checkout, student("Ana", "Lima", "09/03/2004")).await;
+    let bad_date = app
+        .verify(&checkout, student("Ana", "Lima", "09/03/2004"))
+        .await;
     let problem = assert_problem(bad_date, 422, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "person.birth_date");
 
-    let unknown = app.verify(&checkout, json!({"community": "wizard", "person": {}, "consent": true})).await;
+    let unknown = app
+        .verify(
+            &checkout,
+            json!({"community": "wizard", "person": {}, "consent": true}),
+        )
+        .await;
     let problem = assert_problem(unknown, 422, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "community");
 
     let admin = app.key(Role::Admin).await;
-    assert_problem(app.verify(&admin, student("Ana", "Lima", "2004-03-09")).await, 403, "forbidden").await;
+    assert_problem(
+        app.verify(&admin, student("Ana", "Lima", "2004-03-09"))
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -173,7 +256,11 @@ async fn verifying_again_extends_the_same_membership() {
     let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
     app.import_roster(&admin).await;
 
-    let first = answer(app.verify(&checkout, student("Ana", "Lima", "2004-03-09")).await).await;
+    let first = answer(
+        app.verify(&checkout, student("Ana", "Lima", "2004-03-09"))
+            .await,
+    )
+    .await;
     let mut by_email = student("Ana", "Lima", "2004-03-09");
     by_email["person"] = json!({"given_name": "Ana", "family_name": "Lima", "birth_date": "2004-03-09",
                                 "email": "ANA.LIMA@state.edu"});
@@ -189,19 +276,24 @@ async fn every_attempt_is_recorded_with_nothing_readable() {
     let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
     app.import_roster(&admin).await;
 
-    app.verify(&checkout, student("Ana", "Lima", "2004-03-09")).await;
+    app.verify(&checkout, student("Ana", "Lima", "2004-03-09"))
+        .await;
     let mut with_ref = student("Ana", "Lyma", "2004-03-09");
     with_ref["customer_ref"] = json!("customer-8812");
     app.verify(&checkout, with_ref).await;
 
-    let rows: Vec<(String, String, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+    type AttemptRow = (String, String, Option<Vec<u8>>, Option<Vec<u8>>);
+    let rows: Vec<AttemptRow> = sqlx::query_as(
         "SELECT community, outcome, person_key, customer_ref_ix FROM verification_attempts ORDER BY id",
     )
     .fetch_all(&app.db)
     .await
     .unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("student", "verified"));
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1.as_str()),
+        ("student", "verified")
+    );
     assert_eq!(rows[1].1, "not_verified");
     assert_eq!(rows[0].2.as_ref().map(Vec::len), Some(16));
     assert_eq!(rows[1].3.as_ref().map(Vec::len), Some(16));
@@ -224,7 +316,11 @@ async fn the_eleventh_failed_attempt_in_the_window_is_refused_with_retry_after()
     }
     let refused = app.verify(&checkout, guess(11)).await;
 
-    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry_after));
     assert_problem(refused, 429, "rate_limited").await;
 }
@@ -236,10 +332,17 @@ async fn successes_do_not_count_against_the_limit() {
     app.import_roster(&admin).await;
 
     for _ in 0..5 {
-        let verified = answer(app.verify(&checkout, student("Ana", "Lima", "2004-03-09")).await).await;
+        let verified = answer(
+            app.verify(&checkout, student("Ana", "Lima", "2004-03-09"))
+                .await,
+        )
+        .await;
         assert_eq!(verified["status"], "verified");
     }
-    assert_eq!(app.count("SELECT count(*) FROM verification_strikes").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_strikes").await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -253,10 +356,18 @@ async fn failures_from_one_client_address_are_limited_whoever_they_name() {
     };
 
     for n in 0..3 {
-        assert_eq!(app.verify(&checkout, from_one_address(n)).await.status(), 200);
+        assert_eq!(
+            app.verify(&checkout, from_one_address(n)).await.status(),
+            200
+        );
     }
 
-    assert_problem(app.verify(&checkout, from_one_address(3)).await, 429, "rate_limited").await;
+    assert_problem(
+        app.verify(&checkout, from_one_address(3)).await,
+        429,
+        "rate_limited",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -265,7 +376,9 @@ async fn the_limit_holds_across_two_server_processes() {
     let first = ServerProcess::start(&database.url);
     let second = ServerProcess::start(&database.url);
     let db = sqlx::PgPool::connect(&database.url).await.unwrap();
-    let (key, _) = offergate::auth::create_key(&db, Role::Checkout, None, "two").await.unwrap();
+    let (key, _) = offergate::auth::create_key(&db, Role::Checkout, None, "two")
+        .await
+        .unwrap();
     let client = reqwest::Client::new();
 
     let attempts = (0..16u32).map(|n| {
@@ -280,9 +393,20 @@ async fn the_limit_holds_across_two_server_processes() {
     });
     let responses = futures::future::join_all(attempts).await;
 
-    let statuses: Vec<u16> = responses.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 6, "{statuses:?}");
+    let statuses: Vec<u16> = responses
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        6,
+        "{statuses:?}"
+    );
     db.close().await;
 }
 
@@ -291,12 +415,19 @@ async fn erasure_forgets_the_person_and_keeps_the_counts() {
     let app = spawn_app().await;
     let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
     app.import_roster(&admin).await;
-    app.verify(&checkout, student("Ana", "Lima", "2004-03-09")).await;
+    app.verify(&checkout, student("Ana", "Lima", "2004-03-09"))
+        .await;
     let mut wrong_level = student("Ana", "Lima", "2004-03-09");
     wrong_level["subsegment"] = json!("high_school");
-    let failed: Value = app.verify(&checkout, wrong_level).await.json().await.unwrap();
+    let failed: Value = app
+        .verify(&checkout, wrong_level)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(failed["status"], "not_verified");
-    app.verify(&checkout, student("Bob", "ONeill", "2003-11-21")).await;
+    app.verify(&checkout, student("Bob", "ONeill", "2003-11-21"))
+        .await;
 
     let erased: Value = app
         .client
@@ -312,12 +443,26 @@ async fn erasure_forgets_the_person_and_keeps_the_counts() {
 
     assert_eq!(erased["memberships_removed"], 1);
     assert_eq!(erased["attempts_unlinked"], 2);
-    assert_eq!(app.count("SELECT count(*) FROM memberships").await, 1, "Bob's stays");
-    assert_eq!(app.count("SELECT count(*) FROM verification_attempts").await, 3);
     assert_eq!(
-        app.count("SELECT count(*) FROM verification_attempts WHERE outcome = 'verified'").await,
+        app.count("SELECT count(*) FROM memberships").await,
+        1,
+        "Bob's stays"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_attempts")
+            .await,
+        3
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_attempts WHERE outcome = 'verified'")
+            .await,
         2
     );
-    let again: Value = app.verify(&checkout, student("Ana", "Lima", "2004-03-09")).await.json().await.unwrap();
+    let again: Value = app
+        .verify(&checkout, student("Ana", "Lima", "2004-03-09"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["status"], "verified");
 }

@@ -87,28 +87,30 @@ CREATE TABLE verification_attempts (
 CREATE INDEX verification_attempts_person ON verification_attempts (person_key) WHERE person_key IS NOT NULL;
 CREATE INDEX verification_attempts_community ON verification_attempts (community, attempted_at);
 
--- Sliding-window log of attempts that count against a rate limit. A row is
--- written before matching and deleted when the attempt succeeds, so only
--- failures remain; rows older than the window are pruned as limits are
--- checked.
+-- Sliding-window log of failed attempts, one row per rate-limit subject of
+-- each failure. Successes write nothing here.
 CREATE TABLE verification_strikes (
     subject    bytea       NOT NULL,
     attempt_id uuid        NOT NULL,
     struck_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX verification_strikes_subject ON verification_strikes (subject, struck_at);
-CREATE INDEX verification_strikes_attempt ON verification_strikes (attempt_id);
 
--- Counts an attempt against each of its rate-limit subjects, atomically
--- across every server process: the subjects' advisory locks are taken in a
--- fixed order, strikes older than the window are pruned, and the attempt is
--- struck only if no subject has reached its limit. Returns NULL when struck,
--- else the seconds until the subject at its limit frees a place.
-CREATE FUNCTION strike_verification(
+-- Whether an attempt may go ahead: NULL when no subject has reached its
+-- limit of failures within the window, else the seconds until the subject
+-- at its limit frees a place. Run inside the attempt's transaction: the
+-- subjects marked exact (the identity components) are locked first, in a
+-- fixed order, and stay locked until the attempt's outcome is committed, so
+-- their limits hold exactly however many processes check them at once. The
+-- others (the client address, and the API key every attempt of a checkout
+-- shares) are not locked, so one busy key does not serialise all
+-- verifications; their counts can overshoot by the attempts in flight on
+-- that subject at that instant.
+CREATE FUNCTION check_verification_limits(
     p_subjects bytea[],
     p_limits   integer[],
-    p_window   interval,
-    p_attempt  uuid
+    p_exact    boolean[],
+    p_window   interval
 ) RETURNS double precision
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -116,30 +118,23 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(lock_key)
     FROM (
-        SELECT DISTINCT ('x' || encode(substr(subject, 1, 8), 'hex'))::bit(64)::bigint AS lock_key
-        FROM unnest(p_subjects) AS subject
+        SELECT DISTINCT ('x' || encode(substr(s.subject, 1, 8), 'hex'))::bit(64)::bigint AS lock_key
+        FROM unnest(p_subjects, p_exact) AS s(subject, exact)
+        WHERE s.exact
         ORDER BY 1
     ) AS ordered;
-
-    DELETE FROM verification_strikes
-    WHERE subject = ANY (p_subjects) AND struck_at <= now() - p_window;
 
     SELECT max(extract(epoch FROM counted.oldest + p_window - now()))
     INTO wait
     FROM (
-        SELECT s.subject, s.max_failures, count(v.subject) AS failures, min(v.struck_at) AS oldest
+        SELECT s.max_failures, count(v.subject) AS failures, min(v.struck_at) AS oldest
         FROM unnest(p_subjects, p_limits) AS s(subject, max_failures)
-        LEFT JOIN verification_strikes AS v ON v.subject = s.subject
+        LEFT JOIN verification_strikes AS v
+            ON v.subject = s.subject AND v.struck_at > now() - p_window
         GROUP BY s.subject, s.max_failures
     ) AS counted
     WHERE counted.failures >= counted.max_failures;
 
-    IF wait IS NOT NULL THEN
-        RETURN greatest(wait, 0.001);
-    END IF;
-
-    INSERT INTO verification_strikes (subject, attempt_id)
-    SELECT subject, p_attempt FROM unnest(p_subjects) AS subject;
-    RETURN NULL;
+    RETURN CASE WHEN wait IS NULL THEN NULL ELSE greatest(wait, 0.001) END;
 END
 $$;

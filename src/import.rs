@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use uuid::Uuid;
 
@@ -153,14 +154,30 @@ pub enum ImportError {
     Read(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    #[error("the import's database stage failed: {0}")]
+    Stage(String),
 }
 
-/// Turns parsed rows into written ones, a batch at a time.
+fn reject(report: &mut ImportReport, line: u64, errors: Vec<Invalid>) {
+    report.rejected_total += 1;
+    for error in errors {
+        if report.rejected.len() < MAX_LISTED_REJECTIONS {
+            report.rejected.push(RejectedRow {
+                line,
+                field: error.field,
+                message: error.message,
+            });
+        }
+    }
+}
+
+/// The reading stage: parses, checks and hashes rows into batches.
 struct Writer<'a> {
     indexer: &'a BlindIndexer,
     communities: HashMap<String, Community>,
     batch: Vec<(u64, IndexedRecord)>,
     batch_lines: HashMap<String, u64>,
+    batches: mpsc::Sender<Batch>,
     report: ImportReport,
     /// External ids of rejected rows, kept from retirement in replace mode.
     rejected_ids: Vec<String>,
@@ -169,16 +186,7 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn reject(&mut self, line: u64, errors: Vec<Invalid>, external_id: Option<&str>) {
-        self.report.rejected_total += 1;
-        for error in errors {
-            if self.report.rejected.len() < MAX_LISTED_REJECTIONS {
-                self.report.rejected.push(RejectedRow {
-                    line,
-                    field: error.field,
-                    message: error.message,
-                });
-            }
-        }
+        reject(&mut self.report, line, errors);
         if let Some(id) = external_id.map(str::trim).filter(|id| !id.is_empty()) {
             self.rejected_ids.push(id.to_owned());
         }
@@ -215,46 +223,61 @@ impl Writer<'_> {
         self.batch.push((line, record));
     }
 
-    async fn flush(
-        &mut self,
-        conn: &mut sqlx::PgConnection,
-        options: &ImportOptions,
-        import_id: Uuid,
-    ) -> Result<(), sqlx::Error> {
+    /// Hands the batch to the database stage. `false` when that stage has
+    /// stopped (its error is collected when the import joins it).
+    async fn flush(&mut self) -> bool {
         if self.batch.is_empty() {
-            return Ok(());
+            return true;
         }
         let batch = std::mem::take(&mut self.batch);
         self.batch_lines.clear();
         // After the first rejection a failing import only names bad rows.
         if !self.writing {
-            return Ok(());
+            return true;
         }
-        let rows: Vec<IndexedRecord> = batch.iter().map(|(_, r)| r.clone()).collect();
-        let written = records::upsert_batch(conn, &options.source, import_id, &rows).await?;
-        let mut unwritten: HashMap<&str, u64> = batch
+        self.batches.send(batch).await.is_ok()
+    }
+}
+
+type Batch = Vec<(u64, IndexedRecord)>;
+
+/// What the database stage of an import did.
+#[derive(Default)]
+struct Written {
+    inserted: u64,
+    updated: u64,
+    /// Lines whose external id an earlier batch of this import already wrote.
+    duplicate_lines: Vec<u64>,
+}
+
+/// The database stage: writes each batch in the import's transaction while
+/// the reader parses and hashes the next one, so the two overlap.
+async fn write_batches(
+    mut tx: Transaction<'static, Postgres>,
+    source: String,
+    import_id: Uuid,
+    mut batches: mpsc::Receiver<Batch>,
+) -> Result<(Transaction<'static, Postgres>, Written), sqlx::Error> {
+    let mut written = Written::default();
+    while let Some(batch) = batches.recv().await {
+        let (lines, rows): (Vec<u64>, Vec<IndexedRecord>) = batch.into_iter().unzip();
+        let result = records::upsert_batch(&mut tx, &source, import_id, &rows).await?;
+        let mut unwritten: HashMap<&str, u64> = rows
             .iter()
-            .map(|(line, r)| (r.external_id.as_str(), *line))
+            .zip(&lines)
+            .map(|(row, line)| (row.external_id.as_str(), *line))
             .collect();
-        for row in &written {
+        for row in &result {
             unwritten.remove(row.external_id.as_str());
             if row.inserted {
-                self.report.inserted += 1;
+                written.inserted += 1;
             } else {
-                self.report.updated += 1;
+                written.updated += 1;
             }
         }
-        let mut duplicates: Vec<(u64, String)> = unwritten
-            .into_iter()
-            .map(|(id, line)| (line, id.to_owned()))
-            .collect();
-        duplicates.sort();
-        for (line, _) in duplicates {
-            let error = Invalid::new("external_id", "appears more than once in this import");
-            self.reject(line, vec![error], None);
-        }
-        Ok(())
+        written.duplicate_lines.extend(unwritten.into_values());
     }
+    Ok((tx, written))
 }
 
 /// Imports records from `input` into the database.
@@ -277,24 +300,49 @@ where
         source: source.to_owned(),
         ..options.clone()
     };
-    let mut tx = db.begin().await?;
+    let communities = communities::all_by_key(db).await?;
+    let tx = db.begin().await?;
     let import_id = Uuid::now_v7();
+    let (batches, receiver) = mpsc::channel::<Batch>(1);
+    let database_stage = tokio::spawn(write_batches(
+        tx,
+        options.source.clone(),
+        import_id,
+        receiver,
+    ));
     let mut writer = Writer {
         indexer,
-        communities: communities::all_by_key(&mut *tx).await?,
+        communities,
         batch: Vec::with_capacity(BATCH_ROWS),
         batch_lines: HashMap::new(),
+        batches,
         report: ImportReport::default(),
         rejected_ids: Vec::new(),
         writing: true,
     };
-    match options.format {
-        Format::Csv => read_csv(input, &mut writer, &mut tx, &options, import_id).await?,
-        Format::Ndjson => read_ndjson(input, &mut writer, &mut tx, &options, import_id).await?,
+    let read = match options.format {
+        Format::Csv => read_csv(input, &mut writer, &options).await,
+        Format::Ndjson => read_ndjson(input, &mut writer, &options).await,
+    };
+    writer.flush().await;
+    let Writer {
+        mut report,
+        rejected_ids,
+        batches,
+        ..
+    } = writer;
+    drop(batches);
+    let (mut tx, written) = database_stage
+        .await
+        .map_err(|e| ImportError::Stage(e.to_string()))??;
+    read?;
+    report.inserted = written.inserted;
+    report.updated = written.updated;
+    for line in written.duplicate_lines {
+        let error = Invalid::new("external_id", "appears more than once in this import");
+        reject(&mut report, line, vec![error]);
     }
-    writer.flush(&mut tx, &options, import_id).await?;
 
-    let mut report = writer.report;
     report.rejected.sort_by_key(|row| row.line);
     if report.rejected_total > 0 && options.on_error == OnError::Fail {
         tx.rollback().await?;
@@ -306,8 +354,7 @@ where
                 "a replace import without rows would retire every record of the source".into(),
             ));
         }
-        records::keep_from_retirement(&mut tx, &options.source, import_id, &writer.rejected_ids)
-            .await?;
+        records::keep_from_retirement(&mut tx, &options.source, import_id, &rejected_ids).await?;
         let retired = records::retire_missing(&mut tx, &options.source, import_id).await?;
         report.retired = u64::try_from(retired.records).unwrap_or_default();
         report.memberships_ended = u64::try_from(retired.memberships_ended).unwrap_or_default();
@@ -317,17 +364,14 @@ where
     Ok(report)
 }
 
-async fn after_row(
-    writer: &mut Writer<'_>,
-    conn: &mut sqlx::PgConnection,
-    options: &ImportOptions,
-    import_id: Uuid,
-) -> Result<(), sqlx::Error> {
+async fn after_row(writer: &mut Writer<'_>, options: &ImportOptions) -> Result<(), ImportError> {
     if writer.report.rejected_total > 0 && options.on_error == OnError::Fail {
         writer.writing = false;
     }
-    if writer.batch.len() >= BATCH_ROWS {
-        writer.flush(conn, options, import_id).await?;
+    if writer.batch.len() >= BATCH_ROWS && !writer.flush().await {
+        return Err(ImportError::Stage(
+            "it stopped before the input ended".into(),
+        ));
     }
     Ok(())
 }
@@ -335,9 +379,7 @@ async fn after_row(
 async fn read_csv<R>(
     input: R,
     writer: &mut Writer<'_>,
-    conn: &mut sqlx::PgConnection,
     options: &ImportOptions,
-    import_id: Uuid,
 ) -> Result<(), ImportError>
 where
     R: AsyncRead + Unpin + Send,
@@ -383,7 +425,7 @@ where
                 }
                 writer.report.rows_read += 1;
                 writer.reject(line, vec![Invalid::new("row", error.to_string())], None);
-                after_row(writer, conn, options, import_id).await?;
+                after_row(writer, options).await?;
                 continue;
             }
         };
@@ -396,7 +438,7 @@ where
                 headers.len()
             );
             writer.reject(line, vec![Invalid::new("row", message)], None);
-            after_row(writer, conn, options, import_id).await?;
+            after_row(writer, options).await?;
             continue;
         }
         let column = |name: &str| {
@@ -419,7 +461,7 @@ where
             valid_until: column("valid_until"),
         };
         writer.accept(line, raw);
-        after_row(writer, conn, options, import_id).await?;
+        after_row(writer, options).await?;
     }
     Ok(())
 }
@@ -427,9 +469,7 @@ where
 async fn read_ndjson<R>(
     input: R,
     writer: &mut Writer<'_>,
-    conn: &mut sqlx::PgConnection,
     options: &ImportOptions,
-    import_id: Uuid,
 ) -> Result<(), ImportError>
 where
     R: AsyncRead + Unpin + Send,
@@ -461,7 +501,7 @@ where
                 writer.reject(line_number, vec![Invalid::new("row", message)], None);
             }
         }
-        after_row(writer, conn, options, import_id).await?;
+        after_row(writer, options).await?;
     }
     Ok(())
 }

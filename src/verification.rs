@@ -12,7 +12,7 @@ use crate::domain::blind::{BlindIndexer, LimitSubject};
 use crate::domain::community::Community;
 use crate::domain::identity::{Identity, RawIdentity};
 use crate::store::records;
-use crate::store::verifications::{self, Attempt};
+use crate::store::verifications::{self, Attempt, Checked, Subject};
 
 const CUSTOMER_REF_MAX_CHARS: usize = 200;
 
@@ -164,25 +164,41 @@ pub async fn verify(
         LimitSubject::ApiKey,
         indexer.index("limit:api-key", &[origin.api_key_id]),
     ));
-    let struck: Vec<(Vec<u8>, i32)> = subjects
+    let struck: Vec<Subject> = subjects
         .iter()
-        .map(|(kind, subject)| (subject.to_vec(), limits.of(*kind)))
+        .map(|(kind, subject)| Subject {
+            key: subject.to_vec(),
+            limit: limits.of(*kind),
+            exact: kind.is_identity(),
+        })
         .collect();
-    if let Some(wait) =
-        verifications::strike(db, &struck, limits.window.as_secs_f64(), attempt_id).await?
-    {
-        return Err(VerifyError::RateLimited {
-            retry_after_secs: wait.ceil().max(1.0) as u64,
-        });
-    }
-
+    let window_secs = limits.window.as_secs_f64();
     let customer_ref_ix = request
         .customer_ref
         .as_deref()
         .map(|r| indexer.index("customer-ref", &[r]).to_vec());
     let keys = indexer.match_keys(&identity);
-    let matched =
-        records::find_match(db, &community.key, request.subsegment.as_deref(), &keys).await?;
+    // One transaction: the identity subjects stay locked from the check to
+    // the recorded outcome, so their limits hold exactly.
+    let mut tx = db.begin().await?;
+    let checked = verifications::check_and_match(
+        &mut tx,
+        &struck,
+        window_secs,
+        &community.key,
+        request.subsegment.as_deref(),
+        &keys,
+    )
+    .await?;
+    let matched = match checked {
+        Checked::Matched(record) => record,
+        Checked::Limited(wait) => {
+            tx.rollback().await?;
+            return Err(VerifyError::RateLimited {
+                retry_after_secs: wait.ceil().max(1.0) as u64,
+            });
+        }
+    };
     let now = OffsetDateTime::now_utc();
     let admitted = matched.filter(|_| community.admits_age(identity.birth_date, now.date()));
 
@@ -197,7 +213,8 @@ pub async fn verify(
             customer_ref_ix: customer_ref_ix.as_deref(),
             api_key_id: origin.api_key_id,
         };
-        verifications::record_failure(db, &attempt).await?;
+        verifications::record_failure(&mut tx, &attempt, &struck, window_secs).await?;
+        tx.commit().await?;
         return Ok(Outcome::NotVerified { attempt_id });
     };
 
@@ -212,7 +229,9 @@ pub async fn verify(
         customer_ref_ix: customer_ref_ix.as_deref(),
         api_key_id: origin.api_key_id,
     };
-    let membership = verifications::record_success(db, &attempt, record.id, expires_at).await?;
+    let membership =
+        verifications::record_success(&mut *tx, &attempt, record.id, expires_at).await?;
+    tx.commit().await?;
     Ok(Outcome::Verified {
         attempt_id,
         subsegment: record.subsegment,

@@ -41,6 +41,17 @@ pub enum LimitSubject {
     ApiKey,
 }
 
+impl LimitSubject {
+    /// The identity components: limited exactly, since guessing one field
+    /// of a known person is what the limit is for.
+    pub fn is_identity(self) -> bool {
+        matches!(
+            self,
+            LimitSubject::Email | LimitSubject::NamePair | LimitSubject::License
+        )
+    }
+}
+
 fn iso_date(date: Date) -> String {
     format!(
         "{:04}-{:02}-{:02}",

@@ -331,6 +331,7 @@ impl From<crate::import::ImportError> for ApiError {
                 ApiError::BadRequest(format!("reading the body failed: {detail}"))
             }
             ImportError::Database(e) => ApiError::Internal(e.into()),
+            ImportError::Stage(e) => ApiError::Internal(anyhow::anyhow!(e)),
         }
     }
 }

@@ -139,47 +139,6 @@ pub async fn retire_missing(
     })
 }
 
-/// The record a verification rests on.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct MatchedRecord {
-    pub id: i64,
-    pub subsegment: Option<String>,
-    pub valid_until: Option<OffsetDateTime>,
-    pub person_key: Vec<u8>,
-}
-
-/// A live record of the community (and sub-status, if asked) that at least
-/// one match rule hits and no given field contradicts.
-pub const FIND_MATCH: &str = "SELECT id, subsegment, valid_until, person_key
-     FROM verification_records
-     WHERE community = $1
-       AND retired_at IS NULL
-       AND (valid_from IS NULL OR valid_from <= now())
-       AND (valid_until IS NULL OR valid_until > now())
-       AND ($2::text IS NULL OR subsegment = $2)
-       AND (email_ix = $3 OR name_dob_ix = $4 OR license_ix = $5)
-       AND ($3::bytea IS NULL OR email_ix IS NULL OR email_ix = $3)
-       AND ($4::bytea IS NULL OR name_dob_ix IS NULL OR name_dob_ix = $4)
-       AND ($5::bytea IS NULL OR license_ix IS NULL OR license_ix = $5)
-     ORDER BY valid_until DESC NULLS FIRST
-     LIMIT 1";
-
-pub async fn find_match(
-    db: impl PgExecutor<'_>,
-    community: &str,
-    subsegment: Option<&str>,
-    keys: &MatchKeys,
-) -> Result<Option<MatchedRecord>, sqlx::Error> {
-    sqlx::query_as(FIND_MATCH)
-        .bind(community)
-        .bind(subsegment)
-        .bind(keys.email.map(|k| k.to_vec()))
-        .bind(keys.name_dob.map(|k| k.to_vec()))
-        .bind(keys.license.map(|k| k.to_vec()))
-        .fetch_optional(db)
-        .await
-}
-
 /// Person keys of every record, live or not, that any of the keys hits.
 pub async fn person_keys_matching(
     db: impl PgExecutor<'_>,

@@ -466,3 +466,49 @@ async fn erasure_forgets_the_person_and_keeps_the_counts() {
         .unwrap();
     assert_eq!(again["status"], "verified");
 }
+
+#[tokio::test]
+async fn a_nurse_verifies_by_licence_number_and_family_name() {
+    let app = spawn_app().await;
+    let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
+    let board = "external_id,community,family_name,license_number,valid_until\n\
+                 rn-1,nurse,Okoye,RN 448-221,2030-01-31\n";
+    assert_eq!(app.import(&admin, "source=board", "text/csv", board).await.status(), 200);
+    let nurse = |license: &str| {
+        json!({"community": "nurse", "consent": true,
+               "person": {"family_name": "okoye", "license_number": license}})
+    };
+
+    let verified = answer(app.verify(&checkout, nurse("rn448221")).await).await;
+    let wrong = answer(app.verify(&checkout, nurse("RN 448-222")).await).await;
+
+    assert_eq!(verified["status"], "verified");
+    assert_eq!(verified["expires_at"], "2030-02-01T00:00:00Z", "until the licence ends");
+    assert_eq!(wrong["status"], "not_verified");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_limited() {
+    let app = spawn_app_with(|s| {
+        s.verification.max_failures_per_address = 2;
+        s.verification.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let checkout = app.key(Role::Checkout).await;
+    let attempt = |n: u32, forwarded: &'static str| {
+        app.client
+            .post(app.url("/v1/verifications"))
+            .bearer_auth(&checkout)
+            .header("x-forwarded-for", forwarded)
+            .json(&student(&format!("Someone{n}"), "Guess", "2000-01-01"))
+            .send()
+    };
+
+    assert_eq!(attempt(1, "192.0.2.9").await.unwrap().status(), 200);
+    assert_eq!(attempt(2, "10.9.9.9, 192.0.2.9").await.unwrap().status(), 200);
+    let refused = attempt(3, "192.0.2.9").await.unwrap();
+    let other_consumer = attempt(4, "192.0.2.10").await.unwrap();
+
+    assert_problem(refused, 429, "rate_limited").await;
+    assert_eq!(other_consumer.status(), 200);
+}

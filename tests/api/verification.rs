@@ -473,7 +473,12 @@ async fn a_nurse_verifies_by_licence_number_and_family_name() {
     let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
     let board = "external_id,community,family_name,license_number,valid_until\n\
                  rn-1,nurse,Okoye,RN 448-221,2030-01-31\n";
-    assert_eq!(app.import(&admin, "source=board", "text/csv", board).await.status(), 200);
+    assert_eq!(
+        app.import(&admin, "source=board", "text/csv", board)
+            .await
+            .status(),
+        200
+    );
     let nurse = |license: &str| {
         json!({"community": "nurse", "consent": true,
                "person": {"family_name": "okoye", "license_number": license}})
@@ -483,7 +488,10 @@ async fn a_nurse_verifies_by_licence_number_and_family_name() {
     let wrong = answer(app.verify(&checkout, nurse("RN 448-222")).await).await;
 
     assert_eq!(verified["status"], "verified");
-    assert_eq!(verified["expires_at"], "2030-02-01T00:00:00Z", "until the licence ends");
+    assert_eq!(
+        verified["expires_at"], "2030-02-01T00:00:00Z",
+        "until the licence ends"
+    );
     assert_eq!(wrong["status"], "not_verified");
 }
 
@@ -505,7 +513,10 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_limited() {
     };
 
     assert_eq!(attempt(1, "192.0.2.9").await.unwrap().status(), 200);
-    assert_eq!(attempt(2, "10.9.9.9, 192.0.2.9").await.unwrap().status(), 200);
+    assert_eq!(
+        attempt(2, "10.9.9.9, 192.0.2.9").await.unwrap().status(),
+        200
+    );
     let refused = attempt(3, "192.0.2.9").await.unwrap();
     let other_consumer = attempt(4, "192.0.2.10").await.unwrap();
 

@@ -204,6 +204,8 @@ pub enum CreateKeyError {
     PartnerRequired,
     #[error("only partner keys are bound to a partner")]
     PartnerNotAllowed,
+    #[error("no partner has this id")]
+    UnknownPartner,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("hashing the new key failed: {0}")]
@@ -221,6 +223,11 @@ pub async fn create_key(
     match (role, partner_id) {
         (Role::Partner, None) => return Err(CreateKeyError::PartnerRequired),
         (Role::Admin | Role::Checkout, Some(_)) => return Err(CreateKeyError::PartnerNotAllowed),
+        (Role::Partner, Some(partner)) => {
+            if !crate::store::partners::exists(db, partner).await? {
+                return Err(CreateKeyError::UnknownPartner);
+            }
+        }
         _ => {}
     }
     let key = ApiKey::generate();

@@ -16,6 +16,7 @@ use crate::domain::blind::BlindIndexer;
 use crate::import::{
     Format, ImportError, ImportOptions, ImportReport, Mode, OnError, import_records,
 };
+use crate::signing::KeyRing;
 use crate::startup::{Application, open_database, shutdown_signal};
 use crate::store::api_keys;
 use crate::{auth, db, telemetry};
@@ -87,6 +88,9 @@ enum KeysCommand {
     /// Revoke a key by id; every process refuses it within
     /// auth.revocation_delay_secs.
     Revoke { id: String },
+    /// Add a new token signing key and sign with it from now on; older
+    /// public keys stay in the JWKS while their tokens may be live.
+    RotateSigning,
 }
 
 #[derive(Subcommand)]
@@ -232,6 +236,17 @@ async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
                     key.name
                 );
             }
+        }
+        KeysCommand::RotateSigning => {
+            let ring = KeyRing::new(
+                pool.clone(),
+                settings.secrets.key_encryption_key.expose_secret(),
+                &settings.tokens.issuer,
+                &settings.tokens.audience,
+            )?;
+            let kid = ring.rotate().await?;
+            eprintln!("new signing key {kid}; every process signs with it within 5 s");
+            println!("{kid}");
         }
         KeysCommand::Revoke { id } => {
             let key_id = KeyId::parse(&id).with_context(|| format!("`{id}` is not a key id"))?;

@@ -28,6 +28,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub verification: VerificationSettings,
+    pub tokens: TokenSettings,
     pub secrets: SecretSettings,
     pub log: LogSettings,
 }
@@ -65,6 +66,12 @@ pub struct VerificationSettings {
     pub max_failures_per_address: i32,
     pub max_failures_per_key: i32,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,6 +5,7 @@ pub mod blind;
 pub mod community;
 pub mod identity;
 mod nicknames;
+pub mod offer;
 pub mod record;
 
 /// One field at fault, as the domain reports it.

@@ -8,11 +8,15 @@ mod docs;
 pub mod json;
 mod layers;
 pub mod metrics;
+mod offers;
 mod ops;
+mod partners;
 mod people;
 pub mod problem;
 mod query;
 mod records;
+mod redemptions;
+mod tokens;
 mod verifications;
 
 use std::net::IpAddr;
@@ -33,6 +37,7 @@ use crate::auth::KeyVerifier;
 use crate::config::Settings;
 use crate::domain::blind::BlindIndexer;
 use crate::domain::community::Community;
+use crate::signing::KeyRing;
 use crate::verification::Limits;
 use problem::ApiError;
 
@@ -48,6 +53,7 @@ pub struct App {
     pub indexer: BlindIndexer,
     pub limits: Limits,
     pub trusted_proxies: Vec<IpAddr>,
+    pub ring: KeyRing,
     communities: Cache<String, Option<Arc<Community>>>,
 }
 
@@ -59,7 +65,14 @@ impl AppState {
         let keys = KeyVerifier::new(db.clone(), &settings.auth);
         let indexer = BlindIndexer::from_hex(settings.secrets.blind_index_key.expose_secret())?;
         let v = &settings.verification;
+        let ring = KeyRing::new(
+            db.clone(),
+            settings.secrets.key_encryption_key.expose_secret(),
+            &settings.tokens.issuer,
+            &settings.tokens.audience,
+        )?;
         Ok(AppState(Arc::new(App {
+            ring,
             db,
             keys,
             indexer,
@@ -124,6 +137,10 @@ impl Deref for AppState {
         (name = "records", description = "Verification records: bulk import (admin)"),
         (name = "verifications", description = "Checking a consumer's membership (checkout)"),
         (name = "people", description = "Erasure (admin)"),
+        (name = "partners", description = "Partners who honour offers (admin)"),
+        (name = "offers", description = "Offers: admins manage, checkouts see active ones, partners their own"),
+        (name = "tokens", description = "Signed single-use offer tokens and their public keys"),
+        (name = "redemptions", description = "Redeeming, reversing and confirming"),
     )
 )]
 struct ApiDoc;
@@ -159,6 +176,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(records::router())
         .merge(verifications::router())
         .merge(people::router())
+        .merge(partners::router())
+        .merge(offers::router())
+        .merge(tokens::router())
+        .merge(redemptions::router())
         .split_for_parts()
 }
 

@@ -71,6 +71,14 @@ pub enum ApiError {
     Conflict { kind: &'static str, detail: String },
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// A failure of the offers and tokens domain with its own stable type.
+    #[error("{kind}: {detail}")]
+    Domain {
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: String,
+    },
     #[error("import rejected")]
     ImportRejected(Box<crate::import::ImportReport>),
     #[error(transparent)]
@@ -122,6 +130,12 @@ impl ApiError {
                 "Temporarily unavailable, retry shortly",
             ),
             ApiError::Conflict { kind, .. } => (StatusCode::CONFLICT, kind, "Conflict"),
+            ApiError::Domain {
+                status,
+                kind,
+                title,
+                ..
+            } => (*status, kind, title),
             ApiError::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -153,7 +167,8 @@ impl IntoResponse for ApiError {
             | ApiError::PayloadTooLarge(d)
             | ApiError::BadRequest(d)
             | ApiError::Unavailable(d)
-            | ApiError::Conflict { detail: d, .. } => d.clone(),
+            | ApiError::Conflict { detail: d, .. }
+            | ApiError::Domain { detail: d, .. } => d.clone(),
             ApiError::RateLimited { retry_after_secs } => {
                 format!("Too many failed verification attempts; retry in {retry_after_secs} s.")
             }
@@ -294,9 +309,9 @@ impl From<Arc<AuthError>> for ApiError {
 impl From<CreateKeyError> for ApiError {
     fn from(error: CreateKeyError) -> Self {
         match error {
-            CreateKeyError::PartnerRequired | CreateKeyError::PartnerNotAllowed => {
-                ApiError::invalid("partner_id", error.to_string())
-            }
+            CreateKeyError::PartnerRequired
+            | CreateKeyError::PartnerNotAllowed
+            | CreateKeyError::UnknownPartner => ApiError::invalid("partner_id", error.to_string()),
             CreateKeyError::Database(e) => ApiError::Internal(e.into()),
             CreateKeyError::Hashing(e) => ApiError::Internal(anyhow::anyhow!(e)),
         }
@@ -332,6 +347,83 @@ impl From<crate::import::ImportError> for ApiError {
             }
             ImportError::Database(e) => ApiError::Internal(e.into()),
             ImportError::Stage(e) => ApiError::Internal(anyhow::anyhow!(e)),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn domain(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        ApiError::Domain {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<crate::tokens::IssueError> for ApiError {
+    fn from(error: crate::tokens::IssueError) -> Self {
+        use crate::tokens::IssueError;
+        match error {
+            IssueError::NotEligible(why) => ApiError::domain(
+                StatusCode::FORBIDDEN,
+                "not_eligible",
+                "Not eligible for this offer",
+                why,
+            ),
+            IssueError::Exhausted => ApiError::domain(
+                StatusCode::CONFLICT,
+                "offer_exhausted",
+                "The offer has no places left",
+                "Every place of the offer is redeemed or held by an outstanding token.",
+            ),
+            IssueError::PersonLimit => ApiError::domain(
+                StatusCode::CONFLICT,
+                "person_limit_reached",
+                "Per-person limit reached",
+                "This person holds or has used as many tokens for the offer as it allows.",
+            ),
+            IssueError::Key(e) => ApiError::Internal(e.into()),
+            IssueError::Database(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<crate::tokens::RedeemError> for ApiError {
+    fn from(error: crate::tokens::RedeemError) -> Self {
+        use crate::tokens::RedeemError;
+        match error {
+            RedeemError::Invalid(why) => ApiError::domain(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "The token is not valid",
+                format!("The token was refused: {why}."),
+            ),
+            RedeemError::Expired => ApiError::domain(
+                StatusCode::GONE,
+                "token_expired",
+                "The token has expired",
+                "The token expired before it was redeemed.",
+            ),
+            RedeemError::AlreadyRedeemed => ApiError::domain(
+                StatusCode::CONFLICT,
+                "already_redeemed",
+                "The token was already redeemed",
+                "A token is redeemed once.",
+            ),
+            RedeemError::Revoked => ApiError::domain(
+                StatusCode::CONFLICT,
+                "token_revoked",
+                "The token was revoked",
+                "The token was revoked or its redemption reversed; it cannot be redeemed.",
+            ),
+            RedeemError::Database(e) => ApiError::Internal(e.into()),
         }
     }
 }

@@ -14,8 +14,12 @@ use super::auth::Caller;
 use super::client_address::ClientAddress;
 use super::json::Json;
 use super::problem::{ApiError, Problem};
+use super::tokens::TokenView;
 use crate::domain::api_key::Role;
 use crate::domain::identity::RawIdentity;
+use crate::domain::offer::{Offer, OfferStatus};
+use crate::store::{offers, tokens};
+use crate::tokens::IssueError;
 use crate::verification::{self, Origin, Outcome, Request};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -38,7 +42,8 @@ pub struct VerificationRequest {
     /// limits count per address.
     #[schema(value_type = Option<String>)]
     client_ip: Option<IpAddr>,
-    /// The offer the consumer wants (a token in the same answer arrives with offers).
+    /// The offer the consumer wants: when verified and eligible, its token
+    /// comes in the same answer.
     offer_id: Option<Uuid>,
 }
 
@@ -59,6 +64,13 @@ pub struct VerificationView {
     #[serde(with = "time::serde::rfc3339::option")]
     expires_at: Option<OffsetDateTime>,
     membership_id: Option<Uuid>,
+    /// With `offer_id`, when verified and eligible: the offer's token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<TokenView>,
+    /// With `offer_id`, when verified but no token was issued: why, as a
+    /// problem type (`not_eligible`, `offer_exhausted`, `person_limit_reached`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_problem: Option<String>,
 }
 
 /// Verify a consumer against the community's records. `not_verified` looks
@@ -81,6 +93,15 @@ async fn verify(
     Json(body): Json<VerificationRequest>,
 ) -> Result<Json<VerificationView>, ApiError> {
     let principal = caller.require(&[Role::Checkout])?;
+    let offer = match body.offer_id {
+        Some(id) => Some(
+            offers::get(&state.db, id)
+                .await?
+                .filter(|o| o.status == OfferStatus::Active)
+                .ok_or_else(|| ApiError::invalid("offer_id", "no active offer has this id"))?,
+        ),
+        None => None,
+    };
     let community = state.community(&body.community).await?.ok_or_else(|| {
         ApiError::invalid(
             "community",
@@ -113,14 +134,22 @@ async fn verify(
             subsegment,
             membership_id,
             expires_at,
-        } => VerificationView {
-            id: attempt_id,
-            status: Status::Verified,
-            community: community.key.clone(),
-            subsegment,
-            expires_at,
-            membership_id: Some(membership_id),
-        },
+        } => {
+            let (token, token_problem) = match &offer {
+                None => (None, None),
+                Some(offer) => token_for(&state, offer, membership_id).await?,
+            };
+            VerificationView {
+                id: attempt_id,
+                status: Status::Verified,
+                community: community.key.clone(),
+                subsegment,
+                expires_at,
+                membership_id: Some(membership_id),
+                token,
+                token_problem,
+            }
+        }
         Outcome::NotVerified { attempt_id } => VerificationView {
             id: attempt_id,
             status: Status::NotVerified,
@@ -128,7 +157,36 @@ async fn verify(
             subsegment: body.subsegment,
             expires_at: None,
             membership_id: None,
+            token: None,
+            token_problem: None,
         },
     };
     Ok(Json(view))
+}
+
+/// The offer's token for a membership just verified, or the problem type
+/// that kept it back.
+async fn token_for(
+    state: &AppState,
+    offer: &Offer,
+    membership_id: Uuid,
+) -> Result<(Option<TokenView>, Option<String>), ApiError> {
+    let membership = tokens::membership(&state.db, membership_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("membership {membership_id} vanished"))
+        })?;
+    match crate::tokens::issue(&state.db, &state.ring, offer, &membership).await {
+        Ok(granted) => Ok((Some(TokenView::new(granted, offer.id)), None)),
+        Err(IssueError::Key(e)) => Err(ApiError::Internal(e.into())),
+        Err(IssueError::Database(e)) => Err(ApiError::Internal(e.into())),
+        Err(refused) => {
+            let kind = match refused {
+                IssueError::Exhausted => "offer_exhausted",
+                IssueError::PersonLimit => "person_limit_reached",
+                _ => "not_eligible",
+            };
+            Ok((None, Some(kind.to_owned())))
+        }
+    }
 }

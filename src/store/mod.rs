@@ -3,5 +3,10 @@
 
 pub mod api_keys;
 pub mod communities;
+pub mod offers;
+pub mod partners;
 pub mod records;
+pub mod redemptions;
+pub mod stats;
+pub mod tokens;
 pub mod verifications;

@@ -226,7 +226,14 @@ async fn a_partner_key_must_name_its_partner_and_only_partner_keys_may() {
     let body = assert_problem(without, 422, "validation_failed").await;
     assert_eq!(body["errors"][0]["field"], "partner_id");
 
-    let partner_id = uuid::Uuid::new_v4();
+    let unknown = create(json!({"role": "partner", "partner_id": uuid::Uuid::new_v4()}))
+        .await
+        .unwrap();
+    assert_problem(unknown, 422, "validation_failed").await;
+    let partner_id = offergate::store::partners::insert(&app.db, "Skyways")
+        .await
+        .unwrap()
+        .id;
     let misplaced = create(json!({"role": "checkout", "partner_id": partner_id}))
         .await
         .unwrap();

@@ -143,9 +143,17 @@ impl TestApp {
             .expect("request sent")
     }
 
-    /// A new key of the role (partner keys get a fresh partner id).
+    /// A new key of the role (partner keys get a partner of their own).
     pub async fn key(&self, role: Role) -> String {
-        let partner = (role == Role::Partner).then(Uuid::new_v4);
+        let partner = match role {
+            Role::Partner => Some(
+                offergate::store::partners::insert(&self.db, "Test partner")
+                    .await
+                    .expect("partner created")
+                    .id,
+            ),
+            _ => None,
+        };
         let (key, _) = create_key(&self.db, role, partner, "test")
             .await
             .expect("key created");
@@ -388,4 +396,114 @@ pub fn student(given: &str, family: &str, born: &str) -> serde_json::Value {
         "person": {"given_name": given, "family_name": family, "birth_date": born},
         "consent": true
     })
+}
+
+/// Keys, a partner and a verified student, ready for offers.
+pub struct OfferSetup {
+    pub admin: String,
+    pub checkout: String,
+    pub partner: String,
+    pub partner_id: uuid::Uuid,
+    /// Ana Lima's live student membership.
+    pub membership_id: String,
+}
+
+impl TestApp {
+    pub async fn offer_setup(&self) -> OfferSetup {
+        let admin = self.key(Role::Admin).await;
+        let checkout = self.key(Role::Checkout).await;
+        let partner_id = offergate::store::partners::insert(&self.db, "Skyways")
+            .await
+            .expect("partner")
+            .id;
+        let (partner, _) = create_key(&self.db, Role::Partner, Some(partner_id), "partner")
+            .await
+            .expect("partner key");
+        self.import_roster(&admin).await;
+        let verified: serde_json::Value = self
+            .verify(&checkout, student("Ana", "Lima", "2004-03-09"))
+            .await
+            .json()
+            .await
+            .expect("verified");
+        OfferSetup {
+            admin,
+            checkout,
+            partner: partner.expose().to_owned(),
+            partner_id,
+            membership_id: verified["membership_id"]
+                .as_str()
+                .expect("membership")
+                .to_owned(),
+        }
+    }
+
+    /// Creates an offer from `fields` over an active student offer.
+    pub async fn offer(&self, admin: &str, fields: serde_json::Value) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "title": "Student spring sale",
+            "communities": ["student"],
+            "discount": {"kind": "percent", "percent_off": 15},
+            "status": "active"
+        });
+        for (key, value) in fields.as_object().expect("object") {
+            body[key] = value.clone();
+        }
+        let response = self
+            .client
+            .post(self.url("/v1/offers"))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        response.json().await.expect("offer")
+    }
+
+    pub async fn post_json(
+        &self,
+        key: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    pub async fn token(
+        &self,
+        checkout: &str,
+        membership_id: &str,
+        offer_id: &str,
+    ) -> reqwest::Response {
+        self.post_json(
+            checkout,
+            "/v1/tokens",
+            serde_json::json!({"membership_id": membership_id, "offer_id": offer_id}),
+        )
+        .await
+    }
+
+    pub async fn redeem(
+        &self,
+        checkout: &str,
+        idempotency_key: &str,
+        token: &str,
+        order: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/redemptions"))
+            .bearer_auth(checkout)
+            .header("idempotency-key", idempotency_key)
+            .json(&serde_json::json!({"token": token, "order_ref": order, "amount": 12900}))
+            .send()
+            .await
+            .expect("sent")
+    }
 }

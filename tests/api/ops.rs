@@ -136,6 +136,21 @@ async fn the_openapi_document_lists_every_route() {
         "POST /v1/records/import",
         "POST /v1/verifications",
         "POST /v1/people/erase",
+        "GET /.well-known/jwks.json",
+        "GET /v1/partners",
+        "POST /v1/partners",
+        "GET /v1/offers",
+        "POST /v1/offers",
+        "GET /v1/offers/{id}",
+        "PUT /v1/offers/{id}",
+        "GET /v1/offers/{id}/stats",
+        "POST /v1/tokens",
+        "POST /v1/tokens/validate",
+        "POST /v1/tokens/{id}/revoke",
+        "POST /v1/redemptions",
+        "GET /v1/redemptions",
+        "POST /v1/redemptions/{id}/reverse",
+        "POST /v1/redemptions/{id}/confirm",
     ]
     .into_iter()
     .map(String::from)

@@ -223,10 +223,8 @@ pub async fn create_key(
     match (role, partner_id) {
         (Role::Partner, None) => return Err(CreateKeyError::PartnerRequired),
         (Role::Admin | Role::Checkout, Some(_)) => return Err(CreateKeyError::PartnerNotAllowed),
-        (Role::Partner, Some(partner)) => {
-            if !crate::store::partners::exists(db, partner).await? {
-                return Err(CreateKeyError::UnknownPartner);
-            }
+        (Role::Partner, Some(partner)) if !crate::store::partners::exists(db, partner).await? => {
+            return Err(CreateKeyError::UnknownPartner);
         }
         _ => {}
     }

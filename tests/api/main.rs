@@ -8,6 +8,7 @@ mod import;
 mod offers;
 mod ops;
 mod privacy;
+mod redemptions;
 mod problems;
 mod settings;
 mod shutdown;

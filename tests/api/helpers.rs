@@ -513,7 +513,9 @@ pub fn jti(token: &str) -> String {
     use base64::Engine;
     let payload = token.split('.').nth(1).expect("a JWT");
     let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"),
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
     )
     .expect("claims");
     claims["jti"].as_str().expect("jti").to_owned()

@@ -3,13 +3,14 @@
 mod auth;
 mod cli;
 mod communities;
+mod concurrency;
 mod helpers;
 mod import;
 mod offers;
 mod ops;
 mod privacy;
-mod redemptions;
 mod problems;
+mod redemptions;
 mod settings;
 mod shutdown;
 mod tokens;

@@ -244,6 +244,7 @@ pub async fn verify(
 pub struct Erasure {
     pub memberships_removed: i64,
     pub attempts_unlinked: i64,
+    pub tokens_unlinked: i64,
 }
 
 /// Forgets a person named by identity fields: every person key the fields
@@ -277,5 +278,6 @@ pub async fn erase(
     Ok(Erasure {
         memberships_removed: erased.memberships,
         attempts_unlinked: erased.attempts,
+        tokens_unlinked: erased.tokens,
     })
 }

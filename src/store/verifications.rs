@@ -190,14 +190,23 @@ pub async fn record_success(
 pub struct Erased {
     pub memberships: i64,
     pub attempts: i64,
+    pub tokens: i64,
 }
 
-/// Forgets people: their memberships go, their attempts stay (so counts
-/// stay right) but no longer point at them.
+/// Forgets people: their memberships go; their attempts and tokens stay (so
+/// counts and redemptions stay right) but no longer point at them.
 pub async fn erase_people(
     conn: &mut PgConnection,
     person_keys: &[Vec<u8>],
 ) -> Result<Erased, sqlx::Error> {
+    // Tokens first: deleting the memberships would only null their link.
+    let tokens = sqlx::query(
+        "UPDATE tokens SET person_key = NULL, membership_id = NULL WHERE person_key = ANY ($1)",
+    )
+    .bind(person_keys)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
     let (memberships, attempts): (i64, i64) = sqlx::query_as(
         "WITH gone AS (
              DELETE FROM memberships WHERE person_key = ANY ($1) RETURNING id),
@@ -212,5 +221,6 @@ pub async fn erase_people(
     Ok(Erased {
         memberships,
         attempts,
+        tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
     })
 }

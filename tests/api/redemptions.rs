@@ -290,3 +290,23 @@ async fn partners_list_and_confirm_their_own_redemptions_only() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn erasure_unlinks_the_persons_tokens_and_keeps_the_redemptions() {
+    let app = spawn_app().await;
+    let s = app.offer_setup().await;
+    let offer = app.offer(&s.admin, json!({})).await;
+    let token = token_for(&app, &s, &offer).await;
+    app.redeem(&s.checkout, "k", &token, "order-1").await;
+
+    let erased: Value = app
+        .post_json(&s.admin, "/v1/people/erase", json!({"person": {"email": "ana.lima@state.edu"}}))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(erased["tokens_unlinked"], 1);
+    assert_eq!(app.count("SELECT count(*) FROM tokens WHERE person_key IS NOT NULL OR membership_id IS NOT NULL").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM redemptions").await, 1);
+}

@@ -20,35 +20,22 @@
 //! machine's cores.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::*;
 use offergate::config::Settings;
 use offergate::domain::blind::BlindIndexer;
 use offergate::domain::identity::{Identity, RawIdentity};
 use offergate::import::{Format, ImportOptions, Mode, OnError, import_records};
 use offergate::store::verifications;
 use secrecy::ExposeSecret;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 const PEOPLE: usize = 128;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn server_url(database: &str) -> String {
-    let raw = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/offergate".to_owned());
-    let mut url = url::Url::parse(&raw).expect("DATABASE_URL is a URL");
-    url.set_path(&format!("/{database}"));
-    url.to_string()
-}
 
 struct Person {
     email: String,
@@ -127,31 +114,6 @@ fn copy_text(indexer: &BlindIndexer, n: usize, import_id: Uuid) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn per_second(n: usize, elapsed: Duration) -> f64 {
-    n as f64 / elapsed.as_secs_f64()
-}
-
-async fn fresh_database(name: &str) -> PgPool {
-    let mut admin = PgConnection::connect(&server_url("postgres"))
-        .await
-        .expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create");
-    let pool = PgPool::connect(&server_url(name))
-        .await
-        .expect("connect bench db");
-    offergate::db::migrate(&pool).await.expect("migrate");
-    pool
-}
-
 struct ImportFigures {
     ours: Duration,
     copy: Duration,
@@ -214,28 +176,6 @@ async fn bench_import(
     }
 }
 
-struct Load {
-    requests: usize,
-    elapsed: Duration,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-impl Load {
-    fn rate(&self) -> f64 {
-        per_second(self.requests, self.elapsed)
-    }
-}
-
-fn percentile(sorted_us: &[u64], q: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return 0.0;
-    }
-    let at = ((sorted_us.len() as f64 - 1.0) * q).round() as usize;
-    sorted_us[at] as f64 / 1000.0
-}
-
-/// Each person's own client address.
 fn address_of(i: usize) -> String {
     format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
 }
@@ -310,29 +250,6 @@ async fn http_load(
     }
 }
 
-fn literal_bytes(bytes: &[u8]) -> String {
-    let mut s = String::from("'\\x");
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s.push_str("'::bytea");
-    s
-}
-
-/// A statement with its `$n` parameters replaced by SQL literals.
-fn with_literals(statement: &str, values: &[String]) -> String {
-    let mut sql = statement.to_owned();
-    for (at, value) in values.iter().enumerate().rev() {
-        sql = sql.replace(&format!("${}", at + 1), value);
-    }
-    sql
-}
-
-struct PgbenchScript {
-    path: PathBuf,
-}
-
-/// The statements one verification runs, with this person's values.
 async fn verification_script(
     pool: &PgPool,
     indexer: &BlindIndexer,
@@ -447,104 +364,6 @@ async fn update_script(pool: &PgPool, i: usize, dir: &Path) -> PgbenchScript {
     PgbenchScript { path }
 }
 
-fn pgbench(
-    database: &str,
-    scripts: &[PgbenchScript],
-    seconds: u64,
-    concurrency: usize,
-    dir: &Path,
-    tag: &str,
-) -> Load {
-    let log_prefix = dir.join(format!("log-{tag}"));
-    let mut command = Command::new("pgbench");
-    command
-        .args([
-            "-n",
-            "-M",
-            "prepared",
-            "-c",
-            &concurrency.to_string(),
-            "-j",
-            "2",
-        ])
-        .args(["-T", &seconds.to_string(), "-l", "--log-prefix"])
-        .arg(&log_prefix)
-        .arg(server_url(database));
-    for script in scripts {
-        command.arg("-f").arg(&script.path);
-    }
-    let output = command.current_dir(dir).output().expect("pgbench runs");
-    assert!(
-        output.status.success(),
-        "pgbench: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut latencies = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("dir") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with(&format!("log-{tag}")) {
-            for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
-                if let Some(us) = line
-                    .split_whitespace()
-                    .nth(2)
-                    .and_then(|v| v.parse::<u64>().ok())
-                {
-                    latencies.push(us);
-                }
-            }
-            let _ = std::fs::remove_file(&path);
-        }
-    }
-    latencies.sort_unstable();
-    let tps = stdout
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse::<f64>().ok())
-        .expect("pgbench prints tps");
-    Load {
-        requests: latencies.len(),
-        elapsed: Duration::from_secs_f64(latencies.len() as f64 / tps),
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
-    }
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(database: &str, port: u16) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_offergate"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", server_url(database))
-        .env("OFFERGATE_LOG__FILTER", "warn")
-        .env("OFFERGATE_VERIFICATION__MAX_FAILURES_PER_KEY", "100000000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("offergate serve starts");
-    Server(child)
-}
-
-fn print_load(name: &str, load: &Load) {
-    println!(
-        "  {name:<44} {:>9.0} /s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} requests)",
-        load.rate(),
-        load.p50_ms,
-        load.p99_ms,
-        load.requests
-    );
-}
-
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
@@ -633,6 +452,7 @@ async fn main() {
     let same_sql = pgbench(
         database,
         &verify_scripts,
+        &[],
         seconds,
         concurrency,
         &dir,
@@ -641,6 +461,7 @@ async fn main() {
     let bare = pgbench(
         database,
         &update_scripts,
+        &[],
         seconds,
         concurrency,
         &dir,

@@ -20,6 +20,10 @@ pub fn lazy_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
         PgConnectOptions::from_str(settings.url.expose_secret())?.application_name("offergate");
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
+        // A ping before every checkout doubles the round trips of a request;
+        // a broken connection fails its query instead and is dropped, and
+        // readiness notices a database that is gone.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
         .connect_lazy_with(options))
 }

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::domain::offer::{Ineligible, Offer};
 use crate::signing::{KeyError, KeyRing, TokenClaims, TokenError};
-use crate::store::redemptions::{self, Redeemed};
+use crate::store::redemptions::{self, Claim, ClaimedRedemption, RedeemRequest, Redeemed};
 use crate::store::tokens::{self, Issued, LiveMembership, NewToken};
 
 #[derive(Debug, thiserror::Error)]
@@ -125,28 +125,43 @@ pub fn token_id(claims: &TokenClaims) -> Result<Uuid, TokenError> {
         .map_err(|_| TokenError::Invalid("the token's jti is not ours".into()))
 }
 
-/// Redeems a token once. The discount to apply comes back.
+/// The answer to a redemption request.
+pub enum RedeemAnswer {
+    /// This request redeemed the token, or learnt why it cannot.
+    Fresh(Result<Redeemed, RedeemError>),
+    /// Another request with the same Idempotency-Key got there first.
+    Prior(Claim),
+}
+
+/// Redeems a token once, under the request's idempotency key. A token that
+/// fails verification is refused before the key is claimed.
 pub async fn redeem(
     db: &sqlx::PgPool,
     ring: &KeyRing,
     token: &str,
-    order_ref: &str,
-    amount_minor: Option<i64>,
-) -> Result<Redeemed, RedeemError> {
+    request: RedeemRequest<'_>,
+) -> Result<RedeemAnswer, RedeemError> {
     let claims = ring.verify(token, false).await?;
     let id = token_id(&claims)?;
-    if let Some(redeemed) =
-        redemptions::redeem(db, id, Uuid::now_v7(), order_ref, amount_minor).await?
-    {
-        return Ok(redeemed);
+    let request = RedeemRequest { token_id: id, ..request };
+    match redemptions::claim_and_redeem(db, &request).await? {
+        ClaimedRedemption::NotClaimed => {
+            let prior =
+                redemptions::prior_answer(db, request.api_key_id, request.idempotency_key, request.request_hash)
+                    .await?;
+            Ok(RedeemAnswer::Prior(prior))
+        }
+        ClaimedRedemption::Claimed(Some(redeemed)) => Ok(RedeemAnswer::Fresh(Ok(redeemed))),
+        ClaimedRedemption::Claimed(None) => {
+            let refusal = match tokens::state(db, id).await? {
+                None => RedeemError::Invalid("no such token".into()),
+                Some(state) => match state.shown_state() {
+                    "revoked" | "reversed" => RedeemError::Revoked,
+                    "expired" => RedeemError::Expired,
+                    _ => RedeemError::AlreadyRedeemed,
+                },
+            };
+            Ok(RedeemAnswer::Fresh(Err(refusal)))
+        }
     }
-    let state = tokens::state(db, id)
-        .await?
-        .ok_or_else(|| RedeemError::Invalid("no such token".into()))?;
-    Err(match state.shown_state() {
-        "redeemed" => RedeemError::AlreadyRedeemed,
-        "revoked" | "reversed" => RedeemError::Revoked,
-        "expired" => RedeemError::Expired,
-        _ => RedeemError::AlreadyRedeemed,
-    })
 }

@@ -18,7 +18,7 @@ use super::query::Query;
 use crate::domain::api_key::Role;
 use crate::domain::offer::Discount;
 use crate::store::redemptions::{self, Claim, Redemption, RedemptionFilter, Reversed};
-use crate::tokens;
+use crate::tokens::{self, RedeemAnswer};
 
 const ORDER_REF_MAX: usize = 200;
 const IDEMPOTENCY_KEY_MAX: usize = 200;
@@ -100,9 +100,18 @@ async fn redeem(
     }
     let fingerprint = Sha256::digest(serde_json::to_vec(&body).unwrap_or_default());
     let api_key_id = principal.key_id.as_str();
-    match redemptions::claim_idempotency_key(&state.db, api_key_id, &key, &fingerprint).await? {
-        Claim::Claimed => {}
-        Claim::Running => {
+    let request = redemptions::RedeemRequest {
+        api_key_id,
+        idempotency_key: &key,
+        request_hash: &fingerprint,
+        token_id: Uuid::nil(),
+        order_ref,
+        amount_minor: body.amount,
+    };
+    let fresh = match tokens::redeem(&state.db, &state.ring, &body.token, request).await? {
+        RedeemAnswer::Fresh(fresh) => fresh,
+        RedeemAnswer::Prior(Claim::Done { status, response }) => return Ok(replay(status, response)),
+        RedeemAnswer::Prior(Claim::Running) => {
             return Err(problem(
                 StatusCode::CONFLICT,
                 "request_in_progress",
@@ -110,7 +119,7 @@ async fn redeem(
                 "Retry once it has answered.",
             ));
         }
-        Claim::Mismatch => {
+        RedeemAnswer::Prior(Claim::Mismatch) => {
             return Err(problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
@@ -118,10 +127,8 @@ async fn redeem(
                 "Use a new key for a new redemption.",
             ));
         }
-        Claim::Done { status, response } => return Ok(replay(status, response)),
-    }
-    let outcome = tokens::redeem(&state.db, &state.ring, &body.token, order_ref, body.amount).await;
-    let response = match outcome {
+    };
+    let response = match fresh {
         Ok(redeemed) => (
             StatusCode::CREATED,
             axum::Json(RedeemedView {

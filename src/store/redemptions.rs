@@ -7,21 +7,77 @@ use uuid::Uuid;
 
 use crate::domain::offer::Discount;
 
-/// One request's redemption, in one statement: the token moves from issued
-/// (and unexpired) to redeemed, and the redemption row is written; or
-/// nothing happens.
-pub const REDEEM: &str = "WITH token AS (
+/// A request's redemption, in one statement: it claims the request's
+/// idempotency key and, only when this request claimed it, moves the token
+/// from issued (and unexpired) to redeemed and writes the redemption row.
+/// A retry arriving meanwhile waits on the key's row, then finds it claimed.
+pub const CLAIM_AND_REDEEM: &str = "WITH claim AS (
+         INSERT INTO idempotency_keys (api_key_id, key, request_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (api_key_id, key) DO UPDATE SET created_at = now()
+             WHERE idempotency_keys.status IS NULL
+               AND idempotency_keys.request_hash = EXCLUDED.request_hash
+               AND idempotency_keys.created_at < now() - make_interval(secs => $4)
+         RETURNING true AS claimed),
+     token AS (
          UPDATE tokens SET state = 'redeemed'
-         WHERE id = $1 AND state = 'issued' AND expires_at > now()
+         WHERE id = $5 AND state = 'issued' AND expires_at > now() AND EXISTS (SELECT 1 FROM claim)
          RETURNING id, offer_id),
      redemption AS (
          INSERT INTO redemptions (id, token_id, offer_id, partner_id, order_ref, amount_minor)
-         SELECT $2, token.id, token.offer_id, offers.partner_id, $3, $4
+         SELECT $6, token.id, token.offer_id, offers.partner_id, $7, $8
          FROM token JOIN offers ON offers.id = token.offer_id
          RETURNING id, offer_id, redeemed_at)
-     SELECT redemption.id, redemption.offer_id, redemption.redeemed_at, offers.discount_kind,
-            offers.percent_off::float8 AS percent_off, offers.amount_minor, offers.currency, offers.reward
-     FROM redemption JOIN offers ON offers.id = redemption.offer_id";
+     SELECT EXISTS (SELECT 1 FROM claim) AS claimed, redemption.id, redemption.offer_id,
+            redemption.redeemed_at, offers.discount_kind, offers.percent_off::float8 AS percent_off,
+            offers.amount_minor, offers.currency, offers.reward
+     FROM (SELECT 1) AS one
+     LEFT JOIN redemption ON true
+     LEFT JOIN offers ON offers.id = redemption.offer_id";
+
+/// Keys left running longer than this (a process died) can be taken over.
+const STALE_CLAIM_SECS: f64 = 60.0;
+
+pub struct RedeemRequest<'a> {
+    pub api_key_id: &'a str,
+    pub idempotency_key: &'a str,
+    pub request_hash: &'a [u8],
+    pub token_id: Uuid,
+    pub order_ref: &'a str,
+    pub amount_minor: Option<i64>,
+}
+
+pub enum ClaimedRedemption {
+    /// Another request holds the key: see `prior_answer`.
+    NotClaimed,
+    /// This request holds the key; the token was redeemed, or not.
+    Claimed(Option<Redeemed>),
+}
+
+pub async fn claim_and_redeem(
+    db: impl PgExecutor<'_>,
+    request: &RedeemRequest<'_>,
+) -> Result<ClaimedRedemption, sqlx::Error> {
+    use sqlx::Row;
+    let row = sqlx::query(CLAIM_AND_REDEEM)
+        .bind(request.api_key_id)
+        .bind(request.idempotency_key)
+        .bind(request.request_hash)
+        .bind(STALE_CLAIM_SECS)
+        .bind(request.token_id)
+        .bind(Uuid::now_v7())
+        .bind(request.order_ref)
+        .bind(request.amount_minor)
+        .fetch_one(db)
+        .await?;
+    if !row.try_get::<bool, _>("claimed")? {
+        return Ok(ClaimedRedemption::NotClaimed);
+    }
+    let id: Option<Uuid> = row.try_get("id")?;
+    Ok(ClaimedRedemption::Claimed(match id {
+        None => None,
+        Some(_) => Some(sqlx::FromRow::from_row(&row)?),
+    }))
+}
 
 #[derive(Debug, Clone)]
 pub struct Redeemed {
@@ -42,22 +98,6 @@ impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for Redeemed {
             discount,
         })
     }
-}
-
-pub async fn redeem(
-    db: impl PgExecutor<'_>,
-    token_id: Uuid,
-    redemption_id: Uuid,
-    order_ref: &str,
-    amount_minor: Option<i64>,
-) -> Result<Option<Redeemed>, sqlx::Error> {
-    sqlx::query_as(REDEEM)
-        .bind(token_id)
-        .bind(redemption_id)
-        .bind(order_ref)
-        .bind(amount_minor)
-        .fetch_optional(db)
-        .await
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -169,10 +209,8 @@ pub async fn list(
     .await
 }
 
-/// Idempotency: the first answer to a key, or the claim to give it.
+/// What an idempotency key already holds.
 pub enum Claim {
-    /// This request is the first with the key: go ahead.
-    Claimed,
     /// The first request with the key is still running.
     Running,
     /// The key was used with another body.
@@ -184,32 +222,17 @@ pub enum Claim {
     },
 }
 
-/// Keys left running longer than this (a process died) can be taken over.
-const STALE_CLAIM_SECS: f64 = 60.0;
+/// Stores the first answer to an idempotency key.
+pub const FINISH: &str =
+    "UPDATE idempotency_keys SET status = $3, response = $4 WHERE api_key_id = $1 AND key = $2";
 
-pub async fn claim_idempotency_key(
-    db: &sqlx::PgPool,
+/// What another request left under the key: its answer, or that it runs.
+pub async fn prior_answer(
+    db: impl PgExecutor<'_>,
     api_key_id: &str,
     key: &str,
     request_hash: &[u8],
 ) -> Result<Claim, sqlx::Error> {
-    let claimed: Option<bool> = sqlx::query_scalar(
-        "INSERT INTO idempotency_keys (api_key_id, key, request_hash) VALUES ($1, $2, $3)
-         ON CONFLICT (api_key_id, key) DO UPDATE SET created_at = now()
-             WHERE idempotency_keys.status IS NULL
-               AND idempotency_keys.request_hash = EXCLUDED.request_hash
-               AND idempotency_keys.created_at < now() - make_interval(secs => $4)
-         RETURNING true",
-    )
-    .bind(api_key_id)
-    .bind(key)
-    .bind(request_hash)
-    .bind(STALE_CLAIM_SECS)
-    .fetch_optional(db)
-    .await?;
-    if claimed.is_some() {
-        return Ok(Claim::Claimed);
-    }
     let (hash, status, response): (Vec<u8>, Option<i16>, Option<serde_json::Value>) = sqlx::query_as(
         "SELECT request_hash, status, response FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
     )

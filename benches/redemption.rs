@@ -39,7 +39,14 @@ fn uuid_of(n: i64) -> Uuid {
 }
 
 /// Token rows with ids `first..first+count`, for `offer` and `membership`.
-async fn insert_tokens(pool: &PgPool, first: i64, count: i64, offer: Uuid, membership: Uuid, kid: &str) {
+async fn insert_tokens(
+    pool: &PgPool,
+    first: i64,
+    count: i64,
+    offer: Uuid,
+    membership: Uuid,
+    kid: &str,
+) {
     sqlx::query(
         "INSERT INTO tokens (id, offer_id, membership_id, person_key, community, kid, expires_at)
          SELECT lpad(to_hex(n), 32, '0')::uuid, $3, $4, '\\x01', 'student', $5, now() + interval '1 day'
@@ -74,7 +81,10 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("offergate-bench-redeem-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let mut env = std::collections::HashMap::new();
-    env.insert("OFFERGATE_CONFIG_DIR".to_owned(), concat!(env!("CARGO_MANIFEST_DIR"), "/config").to_owned());
+    env.insert(
+        "OFFERGATE_CONFIG_DIR".to_owned(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config").to_owned(),
+    );
     let settings = Settings::load_from(env).expect("settings");
     let pool = fresh_database(database).await;
     let ring = KeyRing::new(
@@ -140,20 +150,38 @@ async fn main() {
     );
     let runs = [1_000_000_000_i64, 2_000_000_000, 3_000_000_000];
     for base in runs {
-        insert_tokens(&pool, base + 1, PER_CLIENT * concurrency as i64 + 1, offer.id, membership, signer.kid()).await;
+        insert_tokens(
+            &pool,
+            base + 1,
+            PER_CLIENT * concurrency as i64 + 1,
+            offer.id,
+            membership,
+            signer.kid(),
+        )
+        .await;
     }
-    sqlx::query("VACUUM ANALYZE tokens").execute(&pool).await.expect("vacuum");
+    sqlx::query("VACUUM ANALYZE tokens")
+        .execute(&pool)
+        .await
+        .expect("vacuum");
 
     let port = free_port();
     let _server = start_server(database, port);
     let address = format!("http://127.0.0.1:{port}");
     wait_ready(&address).await;
-    let (key, record) =
-        offergate::auth::create_key(&pool, offergate::domain::api_key::Role::Checkout, None, "bench")
-            .await
-            .expect("key");
+    let (key, record) = offergate::auth::create_key(
+        &pool,
+        offergate::domain::api_key::Role::Checkout,
+        None,
+        "bench",
+    )
+    .await
+    .expect("key");
     let key = key.expose().to_owned();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().expect("client");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("client");
     let url = format!("{address}/v1/redemptions");
     let ours = drive(seconds, concurrency, move |worker, k| {
         let at = worker as i64 * per_worker + k as i64;
@@ -163,7 +191,10 @@ async fn main() {
             .bearer_auth(&key)
             .header("idempotency-key", format!("http-{worker}-{k}"))
             .header("content-type", "application/json")
-            .body(format!(r#"{{"token":"{}","order_ref":"order-{at}","amount":12900}}"#, signed[at as usize]))
+            .body(format!(
+                r#"{{"token":"{}","order_ref":"order-{at}","amount":12900}}"#,
+                signed[at as usize]
+            ))
     })
     .await;
 
@@ -184,7 +215,9 @@ async fn main() {
                 "'\\x0102'::bytea".into(),
                 "60.0::float8".into(),
                 pgbench_id(base),
-                format!("lpad(to_hex(5000000000::bigint + {base}::bigint + :client_id * {PER_CLIENT} + :i), 32, '0')::uuid"),
+                format!(
+                    "lpad(to_hex(5000000000::bigint + {base}::bigint + :client_id * {PER_CLIENT} + :i), 32, '0')::uuid"
+                ),
                 "('order-' || :i)".into(),
                 "12900::bigint".into(),
             ],
@@ -199,7 +232,11 @@ async fn main() {
             r#"'{"id":"00000000-0000-0000-0000-000000000000","discount":{"kind":"percent","percent_off":10.0}}'::jsonb"#.into(),
         ],
     );
-    let same = script(&dir, "same", format!("{};\n{finish};\n", redeem_at(runs[0])));
+    let same = script(
+        &dir,
+        "same",
+        format!("{};\n{finish};\n", redeem_at(runs[0])),
+    );
     let redeem_only = script(&dir, "redeem", format!("{};\n", redeem_at(runs[1])));
     let bare = script(
         &dir,
@@ -210,10 +247,37 @@ async fn main() {
         ),
     );
     let fresh = ["-D", "i=0"];
-    let same_sql = pgbench(database, &[same], &fresh, seconds, concurrency, &dir, "same");
-    let redeem_sql = pgbench(database, &[redeem_only], &fresh, seconds, concurrency, &dir, "redeem");
-    let bare_sql = pgbench(database, &[bare], &fresh, seconds, concurrency, &dir, "bare");
-    let redeemed: i64 = sqlx::query_scalar("SELECT count(*) FROM redemptions").fetch_one(&pool).await.expect("count");
+    let same_sql = pgbench(
+        database,
+        &[same],
+        &fresh,
+        seconds,
+        concurrency,
+        &dir,
+        "same",
+    );
+    let redeem_sql = pgbench(
+        database,
+        &[redeem_only],
+        &fresh,
+        seconds,
+        concurrency,
+        &dir,
+        "redeem",
+    );
+    let bare_sql = pgbench(
+        database,
+        &[bare],
+        &fresh,
+        seconds,
+        concurrency,
+        &dir,
+        "bare",
+    );
+    let redeemed: i64 = sqlx::query_scalar("SELECT count(*) FROM redemptions")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
 
     println!("redemption, {concurrency} concurrent clients, {seconds} s per run");
     println!("(load generator, server, pgbench and PostgreSQL share this machine's cores)");
@@ -221,9 +285,18 @@ async fn main() {
     print_load("pgbench: the request's 2 statements", &same_sql);
     print_load("pgbench: claim-and-redeem statement alone", &redeem_sql);
     print_load("pgbench: bare single-row UPDATE ... RETURNING", &bare_sql);
-    println!("  ratio: endpoint / its SQL in pgbench = {:.0}%", 100.0 * ours.rate() / same_sql.rate());
-    println!("  ratio: endpoint / the redeem statement alone = {:.0}%", 100.0 * ours.rate() / redeem_sql.rate());
-    println!("  ratio: redeem statement / bare single-row UPDATE = {:.0}%", 100.0 * redeem_sql.rate() / bare_sql.rate());
+    println!(
+        "  ratio: endpoint / its SQL in pgbench = {:.0}%",
+        100.0 * ours.rate() / same_sql.rate()
+    );
+    println!(
+        "  ratio: endpoint / the redeem statement alone = {:.0}%",
+        100.0 * ours.rate() / redeem_sql.rate()
+    );
+    println!(
+        "  ratio: redeem statement / bare single-row UPDATE = {:.0}%",
+        100.0 * redeem_sql.rate() / bare_sql.rate()
+    );
     println!("  ({redeemed} redemptions written in all)");
     let _ = std::fs::remove_dir_all(&dir);
     pool.close().await;

@@ -143,12 +143,19 @@ pub async fn redeem(
 ) -> Result<RedeemAnswer, RedeemError> {
     let claims = ring.verify(token, false).await?;
     let id = token_id(&claims)?;
-    let request = RedeemRequest { token_id: id, ..request };
+    let request = RedeemRequest {
+        token_id: id,
+        ..request
+    };
     match redemptions::claim_and_redeem(db, &request).await? {
         ClaimedRedemption::NotClaimed => {
-            let prior =
-                redemptions::prior_answer(db, request.api_key_id, request.idempotency_key, request.request_hash)
-                    .await?;
+            let prior = redemptions::prior_answer(
+                db,
+                request.api_key_id,
+                request.idempotency_key,
+                request.request_hash,
+            )
+            .await?;
             Ok(RedeemAnswer::Prior(prior))
         }
         ClaimedRedemption::Claimed(Some(redeemed)) => Ok(RedeemAnswer::Fresh(Ok(redeemed))),

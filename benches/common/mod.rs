@@ -25,7 +25,6 @@ pub fn server_url(database: &str) -> String {
     url.to_string()
 }
 
-
 pub fn per_second(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
@@ -50,7 +49,6 @@ pub async fn fresh_database(name: &str) -> PgPool {
     offergate::db::migrate(&pool).await.expect("migrate");
     pool
 }
-
 
 pub struct Load {
     pub requests: usize,
@@ -189,7 +187,6 @@ pub fn start_server(database: &str, port: u16) -> Server {
     Server(child)
 }
 
-
 pub fn print_load(name: &str, load: &Load) {
     println!(
         "  {name:<44} {:>9.0} /s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} requests)",
@@ -199,7 +196,6 @@ pub fn print_load(name: &str, load: &Load) {
         load.requests
     );
 }
-
 
 /// Runs `concurrency` workers for `seconds`, each sending the requests
 /// `request(worker, k)` builds one after another; every answer must be 2xx.
@@ -221,7 +217,11 @@ where
                     let response = request(worker, k).send().await.expect("request");
                     let status = response.status();
                     let body = response.bytes().await.expect("body");
-                    assert!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body));
+                    assert!(
+                        status.is_success(),
+                        "{status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
                     latencies.push(sent.elapsed().as_micros() as u64);
                     k += 1;
                 }
@@ -253,7 +253,12 @@ pub fn free_port() -> u16 {
 pub async fn wait_ready(address: &str) {
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if client.get(format!("{address}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        if client
+            .get(format!("{address}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

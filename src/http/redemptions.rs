@@ -110,7 +110,9 @@ async fn redeem(
     };
     let fresh = match tokens::redeem(&state.db, &state.ring, &body.token, request).await? {
         RedeemAnswer::Fresh(fresh) => fresh,
-        RedeemAnswer::Prior(Claim::Done { status, response }) => return Ok(replay(status, response)),
+        RedeemAnswer::Prior(Claim::Done { status, response }) => {
+            return Ok(replay(status, response));
+        }
         RedeemAnswer::Prior(Claim::Running) => {
             return Err(problem(
                 StatusCode::CONFLICT,

@@ -300,13 +300,23 @@ async fn erasure_unlinks_the_persons_tokens_and_keeps_the_redemptions() {
     app.redeem(&s.checkout, "k", &token, "order-1").await;
 
     let erased: Value = app
-        .post_json(&s.admin, "/v1/people/erase", json!({"person": {"email": "ana.lima@state.edu"}}))
+        .post_json(
+            &s.admin,
+            "/v1/people/erase",
+            json!({"person": {"email": "ana.lima@state.edu"}}),
+        )
         .await
         .json()
         .await
         .unwrap();
 
     assert_eq!(erased["tokens_unlinked"], 1);
-    assert_eq!(app.count("SELECT count(*) FROM tokens WHERE person_key IS NOT NULL OR membership_id IS NOT NULL").await, 0);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM tokens WHERE person_key IS NOT NULL OR membership_id IS NOT NULL"
+        )
+        .await,
+        0
+    );
     assert_eq!(app.count("SELECT count(*) FROM redemptions").await, 1);
 }

@@ -176,6 +176,7 @@ async fn bench_import(
     }
 }
 
+/// Each person's own client address.
 fn address_of(i: usize) -> String {
     format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
 }
@@ -250,6 +251,7 @@ async fn http_load(
     }
 }
 
+/// The statements one verification runs, with this person's values.
 async fn verification_script(
     pool: &PgPool,
     indexer: &BlindIndexer,

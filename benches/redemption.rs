@@ -199,15 +199,8 @@ async fn main() {
     .await;
 
     let api_key_id = record.id.to_string();
-    let with_values = |statement: &str, values: &[String]| {
-        let mut sql = statement.to_owned();
-        for (at, value) in values.iter().enumerate().rev() {
-            sql = sql.replace(&format!("${}", at + 1), value);
-        }
-        sql
-    };
     let redeem_at = |base: i64| {
-        with_values(
+        with_literals(
             redemptions::CLAIM_AND_REDEEM,
             &[
                 format!("'{api_key_id}'"),
@@ -223,7 +216,7 @@ async fn main() {
             ],
         )
     };
-    let finish = with_values(
+    let finish = with_literals(
         redemptions::FINISH,
         &[
             format!("'{api_key_id}'"),

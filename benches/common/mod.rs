@@ -71,8 +71,6 @@ pub fn percentile(sorted_us: &[u64], q: f64) -> f64 {
     sorted_us[at] as f64 / 1000.0
 }
 
-/// Each person's own client address.
-
 pub fn literal_bytes(bytes: &[u8]) -> String {
     let mut s = String::from("'\\x");
     for b in bytes {
@@ -94,8 +92,6 @@ pub fn with_literals(statement: &str, values: &[String]) -> String {
 pub struct PgbenchScript {
     pub path: PathBuf,
 }
-
-/// The statements one verification runs, with this person's values.
 
 pub fn pgbench(
     database: &str,

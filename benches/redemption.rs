@@ -178,25 +178,77 @@ async fn main() {
     .await
     .expect("key");
     let key = key.expose().to_owned();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .expect("client");
-    let url = format!("{address}/v1/redemptions");
-    let ours = drive(seconds, concurrency, move |worker, k| {
-        let at = worker as i64 * per_worker + k as i64;
-        assert!(k < per_worker as u64, "raise BENCH_TOKENS_PER_CLIENT");
-        client
-            .post(&url)
-            .bearer_auth(&key)
-            .header("idempotency-key", format!("http-{worker}-{k}"))
-            .header("content-type", "application/json")
-            .body(format!(
-                r#"{{"token":"{}","order_ref":"order-{at}","amount":12900}}"#,
-                signed[at as usize]
-            ))
-    })
-    .await;
+    let (ours, generator) = if wrk_installed() {
+        // Each wrk thread takes every other token, in order.
+        let tokens_file = dir.join("tokens.txt");
+        std::fs::write(&tokens_file, signed.join("\n")).expect("tokens file");
+        let script = dir.join("redeem.lua");
+        std::fs::write(
+            &script,
+            format!(
+                r#"local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+function init(args)
+  tokens = {{}}
+  local n = 0
+  for line in io.lines("{tokens}") do
+    if n % 2 == id then table.insert(tokens, line) end
+    n = n + 1
+  end
+  next_token = 1
+end
+function request()
+  local token = tokens[next_token]
+  next_token = next_token + 1
+  return wrk.format("POST", "/v1/redemptions", {{
+    ["Authorization"] = "Bearer {key}",
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = "wrk-" .. id .. "-" .. next_token,
+  }}, '{{"token":"' .. token .. '","order_ref":"order-' .. id .. "-" .. next_token .. '","amount":12900}}')
+end
+"#,
+                tokens = tokens_file.display(),
+            ),
+        )
+        .expect("lua script");
+        (
+            wrk(
+                &format!("{address}/v1/redemptions"),
+                &script,
+                seconds,
+                concurrency,
+            ),
+            "wrk",
+        )
+    } else {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .expect("client");
+        let url = format!("{address}/v1/redemptions");
+        let key = key.clone();
+        let load = drive(seconds, concurrency, move |worker, k| {
+            let at = worker as i64 * per_worker + k as i64;
+            assert!(k < per_worker as u64, "raise BENCH_TOKENS_PER_CLIENT");
+            client
+                .post(&url)
+                .bearer_auth(&key)
+                .header("idempotency-key", format!("http-{worker}-{k}"))
+                .header("content-type", "application/json")
+                .body(format!(
+                    r#"{{"token":"{}","order_ref":"order-{at}","amount":12900}}"#,
+                    signed[at as usize]
+                ))
+        })
+        .await;
+        (
+            load,
+            "a load generator of ours (install wrk for a lighter one)",
+        )
+    };
 
     let api_key_id = record.id.to_string();
     let redeem_at = |base: i64| {
@@ -272,7 +324,9 @@ async fn main() {
         .await
         .expect("count");
 
-    println!("redemption, {concurrency} concurrent clients, {seconds} s per run");
+    println!(
+        "redemption, {concurrency} concurrent clients, {seconds} s per run; HTTP load from {generator}"
+    );
     println!("(load generator, server, pgbench and PostgreSQL share this machine's cores)");
     print_load("POST /v1/redemptions over HTTP", &ours);
     print_load("pgbench: the request's 2 statements", &same_sql);

@@ -91,6 +91,10 @@ pub struct KeyRing {
     pub audience: String,
     public_keys: Cache<String, Option<Arc<DecodingKey>>>,
     active: RwLock<Option<(Instant, Arc<ActiveKey>)>>,
+    /// What every token must satisfy (built once: it allocates).
+    validation: Validation,
+    /// The same, for reporting an expired token's state.
+    validation_past_exp: Validation,
 }
 
 /// A public key as published in the JWKS.
@@ -116,9 +120,19 @@ impl KeyRing {
     pub fn new(db: PgPool, kek_hex: &str, issuer: &str, audience: &str) -> Result<Self, KeyError> {
         let bytes = hex::decode(kek_hex).map_err(|_| KeyError::BadKek)?;
         let kek = Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyError::BadKek)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 5;
+        let mut validation_past_exp = validation.clone();
+        validation_past_exp.validate_exp = false;
         Ok(KeyRing {
             db,
             kek,
+            validation,
+            validation_past_exp,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             public_keys: Cache::builder()
@@ -256,14 +270,12 @@ impl KeyRing {
             .public_key(&kid)
             .await?
             .ok_or_else(|| TokenError::Invalid("the token names an unknown key".into()))?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
-        validation.validate_nbf = true;
-        validation.validate_exp = !allow_expired;
-        validation.leeway = 5;
-        match jsonwebtoken::decode::<TokenClaims>(token, &key, &validation) {
+        let validation = if allow_expired {
+            &self.validation_past_exp
+        } else {
+            &self.validation
+        };
+        match jsonwebtoken::decode::<TokenClaims>(token, &key, validation) {
             Ok(data) => Ok(data.claims),
             Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
                 Err(TokenError::Expired)

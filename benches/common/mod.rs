@@ -261,3 +261,72 @@ pub async fn wait_ready(address: &str) {
     }
     panic!("the server at {address} did not become ready");
 }
+
+/// Whether `wrk` is installed: it loads a server with less CPU than a load
+/// generator of ours, which matters on a machine whose cores everything
+/// shares.
+pub fn wrk_installed() -> bool {
+    Command::new("wrk").arg("--version").output().is_ok()
+}
+
+fn duration_ms(text: &str) -> f64 {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number.parse().unwrap_or(0.0);
+    match unit {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        "m" => value * 60_000.0,
+        _ => value,
+    }
+}
+
+/// Runs wrk with a Lua script against `url`: two threads, `concurrency`
+/// connections, `seconds` long.
+pub fn wrk(url: &str, script: &Path, seconds: u64, concurrency: usize) -> Load {
+    let output = Command::new("wrk")
+        .args([
+            "-t2",
+            "-c",
+            &concurrency.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "wrk: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains("Non-2xx"), "wrk saw failures:\n{text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("0")
+            .to_owned()
+    };
+    let requests: usize = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let rate: f64 = field("Requests/sec:").parse().unwrap_or(0.0);
+    Load {
+        requests,
+        elapsed: Duration::from_secs_f64(requests as f64 / rate.max(1.0)),
+        p50_ms: duration_ms(&field("50%")),
+        p99_ms: duration_ms(&field("99%")),
+    }
+}

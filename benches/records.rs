@@ -205,50 +205,20 @@ async fn http_load(
         .expect("client");
     let bodies: Vec<String> = people.iter().map(|i| body_for(*i)).collect();
     let url = format!("{address}/v1/verifications");
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|worker| {
-            let (client, url, key, bodies) =
-                (client.clone(), url.clone(), key.to_owned(), bodies.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                // The people in random order, as pgbench picks its scripts.
-                let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ (worker as u64 + 1);
-                while Instant::now() < deadline {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    let body = bodies[(state % bodies.len() as u64) as usize].clone();
-                    let sent = Instant::now();
-                    let response = client
-                        .post(&url)
-                        .bearer_auth(&key)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .expect("request");
-                    assert_eq!(response.status(), 200, "{:?}", response.text().await);
-                    let _ = response.bytes().await;
-                    latencies.push(sent.elapsed().as_micros() as u64);
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.expect("worker"));
-    }
-    let elapsed = started.elapsed();
-    all.sort_unstable();
-    Load {
-        requests: all.len(),
-        elapsed,
-        p50_ms: percentile(&all, 0.50),
-        p99_ms: percentile(&all, 0.99),
-    }
+    let key = key.to_owned();
+    drive(seconds, concurrency, move |worker, k| {
+        // The people in random order, as pgbench picks its scripts.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ ((worker as u64) << 32 | k);
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        client
+            .post(&url)
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(bodies[(state % bodies.len() as u64) as usize].clone())
+    })
+    .await
 }
 
 /// The statements one verification runs, with this person's values.

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::*;
-use offergate::config::Settings;
 use offergate::domain::blind::BlindIndexer;
 use offergate::domain::identity::{Identity, RawIdentity};
 use offergate::import::{Format, ImportOptions, Mode, OnError, import_records};
@@ -346,12 +345,7 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("offergate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("bench dir");
 
-    let mut env = std::collections::HashMap::new();
-    env.insert(
-        "OFFERGATE_CONFIG_DIR".to_owned(),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/config").to_owned(),
-    );
-    let settings = Settings::load_from(env).expect("settings");
+    let settings = settings();
     let indexer =
         BlindIndexer::from_hex(settings.secrets.blind_index_key.expose_secret()).expect("key");
     let pool = fresh_database(database).await;

@@ -23,7 +23,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
-use offergate::config::Settings;
 use offergate::domain::offer::{Discount, Offer, OfferStatus};
 use offergate::signing::{KeyRing, TokenClaims};
 use offergate::store::{offers, redemptions};
@@ -80,12 +79,7 @@ async fn main() {
     let database = "offergate_bench_redeem";
     let dir = std::env::temp_dir().join(format!("offergate-bench-redeem-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let mut env = std::collections::HashMap::new();
-    env.insert(
-        "OFFERGATE_CONFIG_DIR".to_owned(),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/config").to_owned(),
-    );
-    let settings = Settings::load_from(env).expect("settings");
+    let settings = settings();
     let pool = fresh_database(database).await;
     let ring = KeyRing::new(
         pool.clone(),

@@ -8,11 +8,8 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::fresh_database;
 use criterion::{Criterion, criterion_group, criterion_main};
-use offergate::config::Settings;
 use offergate::signing::{KeyRing, TokenClaims};
 use secrecy::ExposeSecret;
 
@@ -33,12 +30,7 @@ fn claims(ring: &KeyRing) -> TokenClaims {
 
 fn tokens(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut env = HashMap::new();
-    env.insert(
-        "OFFERGATE_CONFIG_DIR".to_owned(),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/config").to_owned(),
-    );
-    let settings = Settings::load_from(env).expect("settings");
+    let settings = common::settings();
     let pool = runtime.block_on(fresh_database("offergate_bench_tokens"));
     let ring = KeyRing::new(
         pool,

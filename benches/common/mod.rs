@@ -330,3 +330,13 @@ pub fn wrk(url: &str, script: &Path, seconds: u64, concurrency: usize) -> Load {
         p99_ms: duration_ms(&field("99%")),
     }
 }
+
+/// The development settings of a fresh clone.
+pub fn settings() -> offergate::config::Settings {
+    let mut env = std::collections::HashMap::new();
+    env.insert(
+        "OFFERGATE_CONFIG_DIR".to_owned(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config").to_owned(),
+    );
+    offergate::config::Settings::load_from(env).expect("settings")
+}

@@ -183,11 +183,6 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The OpenAPI document as served at `/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
-}
-
 /// The whole application: routes, documentation and middleware.
 pub fn app(state: AppState, settings: &Settings) -> Router {
     // Install the recorder before the first request is counted.

@@ -220,6 +220,22 @@ fn ed25519_key() -> EncodingKey {
     EncodingKey::from_ed_der(key.to_pkcs8_der().unwrap().as_bytes())
 }
 
+/// The kids the JWKS publishes, newest first.
+async fn published_kids(app: &TestApp) -> Vec<String> {
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[tokio::test]
 async fn rotation_keeps_old_keys_published_while_their_tokens_live() {
     let app = spawn_app().await;
@@ -236,19 +252,7 @@ async fn rotation_keeps_old_keys_published_while_their_tokens_live() {
         .json()
         .await
         .unwrap();
-    let jwks: Value = app
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
-
-    let kids: Vec<&str> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap())
-        .collect();
+    let kids = published_kids(&app).await;
     assert_eq!(
         jsonwebtoken::decode_header(fresh["token"].as_str().unwrap())
             .unwrap()
@@ -256,7 +260,7 @@ async fn rotation_keeps_old_keys_published_while_their_tokens_live() {
             .unwrap(),
         new_kid
     );
-    assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()));
+    assert!(kids.contains(&old_kid) && kids.contains(&new_kid));
     assert_eq!(
         app.redeem(&s.checkout, "old", old_token, "order-old")
             .await
@@ -269,19 +273,8 @@ async fn rotation_keeps_old_keys_published_while_their_tokens_live() {
         .execute(&app.db)
         .await
         .unwrap();
-    let jwks: Value = app
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let kids: Vec<&str> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap())
-        .collect();
-    assert_eq!(kids, [new_kid.as_str()]);
+    let kids = published_kids(&app).await;
+    assert_eq!(kids, [new_kid]);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod faults;
 pub mod http;
 pub mod import;
 pub mod signing;

@@ -24,7 +24,7 @@ use crate::domain::offer::OfferStatus;
 use crate::store::offers;
 use crate::usecases::idempotency::Keyed;
 use crate::usecases::issue_token::Refusal;
-use crate::usecases::verify::{self, Extras, Origin, Outcome, Request, Verification};
+use crate::usecases::verify::{self, Origin, Outcome, Request, Verification};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(verify))
@@ -122,10 +122,8 @@ async fn verify(
         person: body.person.clone(),
         consent: body.consent,
         customer_ref: body.customer_ref.clone(),
-    };
-    let extras = Extras {
         offer_id: body.offer_id,
-        idempotency: keyed.as_ref(),
+        idempotency: keyed,
     };
     let answer = verify::verify(
         &state.db,
@@ -135,7 +133,6 @@ async fn verify(
         &community,
         &origin,
         &request,
-        &extras,
     )
     .await?;
     let Verification { outcome, token } = answer.value;

@@ -46,6 +46,10 @@ pub struct Request {
     pub person: RawIdentity,
     pub consent: bool,
     pub customer_ref: Option<String>,
+    /// The offer the consumer wants: its token comes with a success.
+    pub offer_id: Option<Uuid>,
+    /// The request's Idempotency-Key and body fingerprint.
+    pub idempotency: Option<Keyed>,
 }
 
 /// Who is asking, and from where.
@@ -150,13 +154,6 @@ fn check(community: &Community, request: &Request) -> Result<Identity, Vec<Inval
     }
 }
 
-/// What a checkout asked besides the attempt: an offer's token, and the
-/// Idempotency-Key of the request.
-pub struct Extras<'a> {
-    pub offer_id: Option<Uuid>,
-    pub idempotency: Option<&'a Keyed>,
-}
-
 /// The answer to one attempt, with the offer's token (or why none) when an
 /// offer was named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +175,6 @@ pub async fn verify(
     community: &Community,
     origin: &Origin<'_>,
     request: &Request,
-    extras: &Extras<'_>,
 ) -> Result<Answer<Verification>, VerifyError> {
     let identity = check(community, request).map_err(VerifyError::Invalid)?;
     let mut subjects: Vec<(LimitSubject, [u8; 16])> = indexer.identity_subjects(&identity);
@@ -215,15 +211,16 @@ pub async fn verify(
             .collect(),
         default_days: community.reverify_days(None),
     };
-    let signer = match extras.offer_id {
+    let signer = match request.offer_id {
         Some(_) => Some(ring.signer().await?),
         None => None,
     };
     let call = VerifyCall {
         api_key_id: origin.api_key_id,
-        idempotency_key: extras.idempotency.map(|k| k.key.as_str()),
-        request_hash: extras
+        idempotency_key: request.idempotency.as_ref().map(|k| k.key.as_str()),
+        request_hash: request
             .idempotency
+            .as_ref()
             .map(|k| k.fingerprint.as_slice())
             .unwrap_or_default(),
         attempt_id: Uuid::now_v7(),
@@ -236,7 +233,7 @@ pub async fn verify(
         claimed_person: claimed_person.as_deref(),
         customer_ref_ix: customer_ref_ix.as_deref(),
         periods: &periods,
-        offer: match (extras.offer_id, &signer) {
+        offer: match (request.offer_id, &signer) {
             (Some(offer), Some(signer)) => Some((offer, new_token_id(), signer.kid())),
             _ => None,
         },

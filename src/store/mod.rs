@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod communities;
+pub mod health;
 pub mod offers;
 pub mod partners;
 pub mod records;

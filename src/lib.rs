@@ -15,6 +15,7 @@ pub mod faults;
 pub mod http;
 pub mod import;
 pub mod signing;
+pub mod snapshot;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -8,6 +8,7 @@ pub mod offers;
 pub mod partners;
 pub mod records;
 pub mod redemptions;
+pub mod signing_keys;
 pub mod stats;
 pub mod tokens;
 pub mod verifications;

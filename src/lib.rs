@@ -3,10 +3,13 @@
 //! - `domain`: the rules and types, free of HTTP and SQL;
 //! - `store`: the SQL, one file per aggregate;
 //! - `auth`: API keys, their hashing and cache;
+//! - `catalog`: communities and active offers, served from memory;
+//! - `snapshot`: a value read once per expiry, however many ask at once;
 //! - `http`: routes, extractors, DTOs and problem+json;
 //! - `startup`, `config`, `db`, `telemetry`, `cli`: running the service.
 
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -34,9 +34,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::KeyVerifier;
+use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::domain::blind::BlindIndexer;
 use crate::domain::community::Community;
+use crate::domain::offer::Offer;
 use crate::signing::KeyRing;
 use crate::verification::Limits;
 use problem::ApiError;
@@ -54,6 +56,8 @@ pub struct App {
     pub limits: Limits,
     pub trusted_proxies: Vec<IpAddr>,
     pub ring: KeyRing,
+    /// Communities and active offers, as every caller lists them.
+    pub catalog: Catalog,
     communities: Cache<String, Option<Arc<Community>>>,
 }
 
@@ -71,8 +75,10 @@ impl AppState {
             &settings.tokens.issuer,
             &settings.tokens.audience,
         )?;
+        let catalog = Catalog::new(db.clone());
         Ok(AppState(Arc::new(App {
             ring,
+            catalog,
             db,
             keys,
             indexer,
@@ -108,6 +114,12 @@ impl App {
 
     pub async fn forget_community(&self, key: &str) {
         self.communities.invalidate(key).await;
+        self.catalog.forget_communities();
+    }
+
+    /// An active offer by id, from the catalogue.
+    pub async fn active_offer(&self, id: uuid::Uuid) -> Result<Option<Arc<Offer>>, ApiError> {
+        Ok(self.catalog.active_offer(id).await?)
     }
 }
 

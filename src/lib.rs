@@ -5,10 +5,13 @@
 //!   owning its transaction;
 //! - `store`: the SQL, one file per aggregate;
 //! - `auth`: API keys, their hashing and cache;
+//! - `catalog`: communities and active offers, served from memory;
+//! - `snapshot`: a value read once per expiry, however many ask at once;
 //! - `http`: routes, extractors, DTOs and problem+json;
 //! - `startup`, `config`, `db`, `telemetry`, `cli`: running the service.
 
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -16,6 +19,7 @@ pub mod domain;
 pub mod faults;
 pub mod http;
 pub mod signing;
+pub mod snapshot;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -5,9 +5,13 @@
 //! key from the environment. Verification pins EdDSA, requires exp, nbf,
 //! aud, iss, sub and jti, and accepts only kids of our own form, looked up
 //! by exact value.
+//!
+//! What every request repeats comes from memory: the signing key (for
+//! `ACTIVE_KEY_TTL`), the JWKS (as long), unsealed keys and public keys by
+//! kid (a kid's key never changes).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -20,11 +24,13 @@ use moka::future::Cache;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use tokio::sync::RwLock;
 use uuid::Uuid;
 
-/// How long a process keeps using the signing key it looked up; a rotation
-/// reaches every process within this time.
+use crate::snapshot::Snapshot;
+use crate::store::signing_keys::{self, NewKey, SealedKey};
+
+/// How long a process keeps using the signing key it looked up, and the
+/// JWKS it read; a rotation reaches every process within this time.
 const ACTIVE_KEY_TTL: Duration = Duration::from_secs(5);
 const NONCE_LEN: usize = 12;
 
@@ -60,11 +66,32 @@ pub enum KeyError {
     Unseal,
     #[error("making a signing key failed: {0}")]
     Make(String),
+    #[error("no signing key has the kid `{0}`")]
+    UnknownKid(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// A failure met by one lookup and handed to every caller that waited
+    /// on it.
+    #[error(transparent)]
+    Shared(Arc<KeyError>),
 }
 
-/// The key that signs now.
+impl KeyError {
+    /// The error a cache shared among its waiters, as one caller's own.
+    fn unshared(error: Arc<KeyError>) -> KeyError {
+        match &*error {
+            KeyError::BadKek => KeyError::BadKek,
+            KeyError::Unseal => KeyError::Unseal,
+            KeyError::Make(why) => KeyError::Make(why.clone()),
+            KeyError::UnknownKid(kid) => KeyError::UnknownKid(kid.clone()),
+            KeyError::Database(_) | KeyError::Shared(_) => {
+                Arc::try_unwrap(error).unwrap_or_else(KeyError::Shared)
+            }
+        }
+    }
+}
+
+/// A key that signs: the current one, or a retired one looked up by kid.
 pub struct ActiveKey {
     kid: String,
     encoding: EncodingKey,
@@ -90,7 +117,10 @@ pub struct KeyRing {
     pub issuer: String,
     pub audience: String,
     public_keys: Cache<String, Option<Arc<DecodingKey>>>,
-    active: RwLock<Option<(Instant, Arc<ActiveKey>)>>,
+    /// Unsealed signing keys by kid, retired or not.
+    signing_keys: Cache<String, Arc<ActiveKey>>,
+    active: Snapshot<Arc<ActiveKey>>,
+    published: Snapshot<Arc<[Jwk]>>,
     /// What every token must satisfy (built once: it allocates).
     validation: Validation,
     /// The same, for reporting an expired token's state.
@@ -139,7 +169,12 @@ impl KeyRing {
                 .max_capacity(1_000)
                 .time_to_live(Duration::from_secs(3_600))
                 .build(),
-            active: RwLock::new(None),
+            signing_keys: Cache::builder()
+                .max_capacity(1_000)
+                .time_to_idle(Duration::from_secs(3_600))
+                .build(),
+            active: Snapshot::new(ACTIVE_KEY_TTL),
+            published: Snapshot::new(ACTIVE_KEY_TTL),
         })
     }
 
@@ -176,8 +211,17 @@ impl KeyRing {
     }
 
     /// Adds a signing key and makes it the one that signs; older keys stay
-    /// published while tokens they signed may be live. Returns its kid.
+    /// published while tokens they signed may be live. Returns its kid. This
+    /// process signs with it and publishes it at once; the others within
+    /// `ACTIVE_KEY_TTL`.
     pub async fn rotate(&self) -> Result<String, KeyError> {
+        let kid = self.add_key().await?;
+        self.active.forget();
+        self.published.forget();
+        Ok(kid)
+    }
+
+    async fn add_key(&self) -> Result<String, KeyError> {
         let seed: [u8; 32] = rand::rng().random();
         let signing = SigningKey::from_bytes(&seed);
         let pkcs8 = signing
@@ -185,83 +229,81 @@ impl KeyRing {
             .map_err(|e| KeyError::Make(e.to_string()))?;
         let kid = hex::encode(rand::rng().random::<[u8; 8]>());
         let sealed = self.seal(&kid, pkcs8.as_bytes())?;
-        let mut tx = self.db.begin().await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, public_key, sealed_private_key) VALUES ($1, $2, $3)",
+        signing_keys::rotate_to(
+            &self.db,
+            &NewKey {
+                kid: &kid,
+                public_key: signing.verifying_key().as_bytes(),
+                sealed_private_key: &sealed,
+            },
         )
-        .bind(&kid)
-        .bind(signing.verifying_key().as_bytes().as_slice())
-        .bind(sealed)
-        .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        *self.active.write().await = None;
         Ok(kid)
     }
 
     /// The key that signs now (making the first key if there is none).
     pub async fn signer(&self) -> Result<Arc<ActiveKey>, KeyError> {
-        if let Some((at, key)) = self.active.read().await.as_ref()
-            && at.elapsed() < ACTIVE_KEY_TTL
-        {
-            return Ok(key.clone());
-        }
-        let row: Option<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT kid, sealed_private_key FROM signing_keys
-             WHERE retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1",
-        )
-        .fetch_optional(&self.db)
-        .await?;
-        let (kid, sealed) = match row {
-            Some(row) => row,
-            None => {
-                // The first token ever: make the first key.
-                self.rotate().await?;
-                return Box::pin(self.signer()).await;
-            }
-        };
-        let pkcs8 = self.unseal(&kid, &sealed)?;
-        let key = Arc::new(ActiveKey {
-            kid,
-            encoding: EncodingKey::from_ed_der(&pkcs8),
-        });
-        *self.active.write().await = Some((Instant::now(), key.clone()));
-        Ok(key)
+        self.active
+            .get(self.read_signer())
+            .await
+            .map_err(KeyError::unshared)
     }
 
-    /// The signing key of `kid`, retired or not, so a token can be signed
-    /// again byte for byte (Ed25519 signatures are deterministic).
+    async fn read_signer(&self) -> Result<Arc<ActiveKey>, KeyError> {
+        let active = match signing_keys::active(&self.db).await? {
+            Some(active) => active,
+            None => {
+                // The first token ever: make the first key. Read it back
+                // rather than trust our own, in case another process made
+                // one at the same moment: every process then picks the same.
+                self.add_key().await?;
+                signing_keys::active(&self.db)
+                    .await?
+                    .ok_or_else(|| KeyError::Make("the new key is not in the database".into()))?
+            }
+        };
+        let SealedKey {
+            kid,
+            sealed_private_key,
+        } = active;
+        self.signing_keys
+            .try_get_with(kid.clone(), async {
+                self.unsealed(kid, &sealed_private_key)
+            })
+            .await
+            .map_err(KeyError::unshared)
+    }
+
+    /// The signing key of `kid`, retired or not, so that a token can be
+    /// signed again exactly as it was (Ed25519 signatures are
+    /// deterministic). Each key is unsealed once per process.
     pub async fn signer_for(&self, kid: &str) -> Result<Arc<ActiveKey>, KeyError> {
-        let active = self.signer().await?;
-        if active.kid == kid {
-            return Ok(active);
+        if !kid_is_ours(kid) {
+            return Err(KeyError::UnknownKid(kid.to_owned()));
         }
-        let sealed: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT sealed_private_key FROM signing_keys WHERE kid = $1")
-                .bind(kid)
-                .fetch_optional(&self.db)
-                .await?;
-        let sealed = sealed.ok_or(KeyError::Unseal)?;
-        let pkcs8 = self.unseal(kid, &sealed)?;
+        self.signing_keys
+            .try_get_with(kid.to_owned(), async {
+                let sealed = signing_keys::sealed(&self.db, kid)
+                    .await?
+                    .ok_or_else(|| KeyError::UnknownKid(kid.to_owned()))?;
+                self.unsealed(kid.to_owned(), &sealed)
+            })
+            .await
+            .map_err(KeyError::unshared)
+    }
+
+    fn unsealed(&self, kid: String, sealed: &[u8]) -> Result<Arc<ActiveKey>, KeyError> {
+        let pkcs8 = self.unseal(&kid, sealed)?;
         Ok(Arc::new(ActiveKey {
-            kid: kid.to_owned(),
+            kid,
             encoding: EncodingKey::from_ed_der(&pkcs8),
         }))
     }
 
     async fn public_key(&self, kid: &str) -> Result<Option<Arc<DecodingKey>>, TokenError> {
-        let db = self.db.clone();
-        let owned = kid.to_owned();
         self.public_keys
-            .try_get_with(kid.to_owned(), async move {
-                let key: Option<Vec<u8>> =
-                    sqlx::query_scalar("SELECT public_key FROM signing_keys WHERE kid = $1")
-                        .bind(owned)
-                        .fetch_optional(&db)
-                        .await?;
+            .try_get_with(kid.to_owned(), async {
+                let key = signing_keys::public_key(&self.db, kid).await?;
                 Ok::<_, sqlx::Error>(key.map(|k| Arc::new(DecodingKey::from_ed_der(&k))))
             })
             .await
@@ -305,27 +347,40 @@ impl KeyRing {
     }
 
     /// Public keys whose tokens may still be live: the signing key, and
-    /// retired keys with an unexpired token.
-    pub async fn jwks(&self) -> Result<Vec<Jwk>, sqlx::Error> {
-        let keys: Vec<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT kid, public_key FROM signing_keys AS k
-             WHERE retired_at IS NULL
-                OR EXISTS (SELECT 1 FROM tokens AS t WHERE t.kid = k.kid AND t.expires_at > now())
-             ORDER BY created_at DESC, kid",
-        )
-        .fetch_all(&self.db)
-        .await?;
+    /// retired keys with an unexpired token. Held for `ACTIVE_KEY_TTL`: a
+    /// key whose last token expired may stay listed that much longer, and a
+    /// key another process rotated to may be missing as long (a rotation on
+    /// this process shows at once). When there is no key yet, the first is
+    /// made, so partners can fetch it before the first token.
+    pub async fn jwks(&self) -> Result<Arc<[Jwk]>, KeyError> {
+        self.published
+            .get(self.read_jwks())
+            .await
+            .map_err(KeyError::unshared)
+    }
+
+    async fn read_jwks(&self) -> Result<Arc<[Jwk]>, KeyError> {
+        let mut keys = signing_keys::published(&self.db).await?;
+        if keys.is_empty() {
+            self.signer().await?;
+            keys = signing_keys::published(&self.db).await?;
+        }
         Ok(keys
             .into_iter()
-            .map(|(kid, public)| Jwk {
+            .map(|key| Jwk {
                 kty: "OKP",
                 crv: "Ed25519",
                 alg: "EdDSA",
                 usage: "sig",
-                kid,
-                x: URL_SAFE_NO_PAD.encode(public),
+                kid: key.kid,
+                x: URL_SAFE_NO_PAD.encode(key.public_key),
             })
             .collect())
+    }
+
+    /// How many times this process has read the JWKS from the database.
+    pub fn jwks_reads(&self) -> u64 {
+        self.published.reads()
     }
 }
 

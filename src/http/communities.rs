@@ -119,7 +119,7 @@ async fn list(
     caller: Caller,
 ) -> Result<Json<Vec<CommunityView>>, ApiError> {
     caller.require(ANY_ROLE)?;
-    let all = communities::list(&state.db).await?;
+    let all = state.catalog.communities().await?;
     Ok(Json(all.iter().map(CommunityView::from).collect()))
 }
 

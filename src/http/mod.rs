@@ -35,9 +35,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::KeyVerifier;
+use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::domain::blind::BlindIndexer;
 use crate::domain::community::Community;
+use crate::domain::offer::Offer;
 use crate::signing::KeyRing;
 use crate::usecases::verify::Limits;
 use problem::ApiError;
@@ -55,6 +57,8 @@ pub struct App {
     pub limits: Limits,
     pub trusted_proxies: Vec<IpAddr>,
     pub ring: KeyRing,
+    /// Communities and active offers, as every caller lists them.
+    pub catalog: Catalog,
     communities: Cache<String, Option<Arc<Community>>>,
 }
 
@@ -72,8 +76,10 @@ impl AppState {
             &settings.tokens.issuer,
             &settings.tokens.audience,
         )?;
+        let catalog = Catalog::new(db.clone());
         Ok(AppState(Arc::new(App {
             ring,
+            catalog,
             db,
             keys,
             indexer,
@@ -109,6 +115,12 @@ impl App {
 
     pub async fn forget_community(&self, key: &str) {
         self.communities.invalidate(key).await;
+        self.catalog.forget_communities();
+    }
+
+    /// An active offer by id, from the catalogue.
+    pub async fn active_offer(&self, id: uuid::Uuid) -> Result<Option<Arc<Offer>>, ApiError> {
+        Ok(self.catalog.active_offer(id).await?)
     }
 }
 

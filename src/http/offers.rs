@@ -71,6 +71,12 @@ impl From<Offer> for OfferView {
     }
 }
 
+impl From<&Offer> for OfferView {
+    fn from(o: &Offer) -> Self {
+        OfferView::from(o.clone())
+    }
+}
+
 fn default_ttl() -> i32 {
     DEFAULT_TOKEN_TTL_SECS
 }
@@ -171,7 +177,8 @@ fn not_found(id: Uuid) -> ApiError {
 }
 
 /// Offers: every one for admins, the active ones for checkouts, a partner's
-/// own for its keys.
+/// own for its keys. Checkouts are served from the catalogue: an offer
+/// changed through another process shows within five seconds.
 #[utoipa::path(get, path = "/v1/offers", tag = "offers", security(("api_key" = [])),
     params(ListParams),
     responses((status = 200, body = Vec<OfferView>)))]
@@ -187,11 +194,11 @@ async fn list(
             community: params.community.as_deref(),
             partner_id: None,
         },
-        Role::Checkout => OfferFilter {
-            status: Some(OfferStatus::Active),
-            community: params.community.as_deref(),
-            partner_id: None,
-        },
+        Role::Checkout => {
+            let active = state.catalog.active_offers().await?;
+            let listed = active.listed(params.community.as_deref());
+            return Ok(Json(listed.map(OfferView::from).collect()));
+        }
         Role::Partner => OfferFilter {
             status: params.status,
             community: params.community.as_deref(),
@@ -215,6 +222,7 @@ async fn create(
     caller.require(&[Role::Admin])?;
     let offer = checked(&state, Uuid::now_v7(), body).await?;
     let saved = crate::usecases::offers::save(&state.db, &offer).await?;
+    state.catalog.forget_offers();
     tracing::info!(offer_id = %saved.id, "offer created");
     Ok((StatusCode::CREATED, Json(saved.into())))
 }
@@ -256,11 +264,9 @@ async fn change(
         .await?
         .ok_or_else(|| not_found(id))?;
     let offer = checked(&state, id, body).await?;
-    Ok(Json(
-        crate::usecases::offers::save(&state.db, &offer)
-            .await?
-            .into(),
-    ))
+    let saved = crate::usecases::offers::save(&state.db, &offer).await?;
+    state.catalog.forget_offers();
+    Ok(Json(saved.into()))
 }
 
 /// Verifications tried and passed for the offer; tokens issued, outstanding,

@@ -45,9 +45,9 @@ async fn healthz() -> Json<Status> {
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
-    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db);
+    let probe = crate::store::health::ping(&state.db);
     match tokio::time::timeout(READINESS_TIMEOUT, probe).await {
-        Ok(Ok(_)) => Ok(Json(Status { status: "ready" })),
+        Ok(Ok(())) => Ok(Json(Status { status: "ready" })),
         Ok(Err(error)) => {
             tracing::warn!(%error, "readiness: database unreachable");
             Err(ApiError::Unavailable("The database is unreachable.".into()))

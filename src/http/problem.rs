@@ -318,6 +318,12 @@ impl From<CreateKeyError> for ApiError {
     }
 }
 
+impl From<crate::catalog::CatalogError> for ApiError {
+    fn from(error: crate::catalog::CatalogError) -> Self {
+        ApiError::Internal(error.into())
+    }
+}
+
 impl From<crate::usecases::verify::VerifyError> for ApiError {
     fn from(error: crate::usecases::verify::VerifyError) -> Self {
         use crate::usecases::verify::VerifyError;

@@ -192,13 +192,12 @@ pub struct JwkSet {
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens",
     responses((status = 200, body = JwkSet)))]
 async fn jwks(State(state): State<AppState>) -> Result<Json<JwkSet>, ApiError> {
-    // Publish a key before the first token, so partners can fetch it early.
-    state
+    let keys = state
         .ring
-        .signer()
+        .jwks()
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(Json(JwkSet {
-        keys: state.ring.jwks().await?,
+        keys: keys.to_vec(),
     }))
 }

@@ -20,8 +20,6 @@ use super::problem::{ApiError, Problem};
 use super::tokens::TokenView;
 use crate::domain::api_key::Role;
 use crate::domain::identity::RawIdentity;
-use crate::domain::offer::OfferStatus;
-use crate::store::offers;
 use crate::usecases::idempotency::Keyed;
 use crate::usecases::issue_token::Refusal;
 use crate::usecases::verify::{self, Origin, Outcome, Request, Verification};
@@ -101,10 +99,12 @@ async fn verify(
     let principal = caller.require(&[Role::Checkout])?;
     let keyed =
         idempotency::optional_key(&headers)?.map(|key| Keyed::new(&state.indexer, key, &body));
+    // From memory: the offer's own row is checked again, fresh, when the
+    // token takes its place.
     if let Some(id) = body.offer_id {
-        offers::get(&state.db, id)
+        state
+            .active_offer(id)
             .await?
-            .filter(|o| o.status == OfferStatus::Active)
             .ok_or_else(|| ApiError::invalid("offer_id", "no active offer has this id"))?;
     }
     let community = state.community(&body.community).await?.ok_or_else(|| {

@@ -3,10 +3,12 @@
 
 pub mod api_keys;
 pub mod communities;
+pub mod health;
 pub mod offers;
 pub mod partners;
 pub mod records;
 pub mod redemptions;
+pub mod signing_keys;
 pub mod stats;
 pub mod tokens;
 pub mod verifications;

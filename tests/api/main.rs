@@ -1,6 +1,7 @@
 //! Integration tests: the real application, over HTTP, against real Postgres.
 
 mod auth;
+mod caches;
 mod cli;
 mod communities;
 mod concurrency;

@@ -1,7 +1,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use offergate::signing::KeyRing;
+use std::sync::Arc;
+
+use offergate::signing::{KeyError, KeyRing, TokenClaims};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -273,8 +275,64 @@ async fn rotation_keeps_old_keys_published_while_their_tokens_live() {
         .execute(&app.db)
         .await
         .unwrap();
+    // A process serves the JWKS it read for five seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(5_200)).await;
     let kids = published_kids(&app).await;
     assert_eq!(kids, [new_kid]);
+}
+
+#[tokio::test]
+async fn a_rotation_is_published_and_signs_at_once_on_its_own_process() {
+    let app = spawn_app().await;
+    let (_, _, token) = issued(&app).await;
+    let old_kid = jsonwebtoken::decode_header(token["token"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap();
+    let before = published_kids(&app).await;
+
+    let new_kid = app.state.ring.rotate().await.unwrap();
+    let after = published_kids(&app).await;
+    let signer = app.state.ring.signer().await.unwrap();
+
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0], old_kid);
+    assert_eq!(after, [new_kid.clone(), old_kid]);
+    assert_eq!(signer.kid(), new_kid);
+}
+
+#[tokio::test]
+async fn a_token_is_signed_again_byte_for_byte_by_its_key_even_once_retired() {
+    let app = spawn_app().await;
+    let (_, _, token) = issued(&app).await;
+    let token = token["token"].as_str().unwrap();
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    app.state.ring.rotate().await.unwrap();
+    let claims: TokenClaims = serde_json::from_value(claims_of(token)).unwrap();
+
+    // Another process's ring, which has unsealed nothing yet.
+    let elsewhere = ring(&app);
+    let signer = elsewhere.signer_for(&kid).await.unwrap();
+    let again = elsewhere.signer_for(&kid).await.unwrap();
+
+    assert_eq!(signer.kid(), kid);
+    assert_eq!(signer.sign(&claims).unwrap(), token);
+    assert!(Arc::ptr_eq(&signer, &again), "unsealed once");
+}
+
+#[tokio::test]
+async fn an_unknown_kid_has_no_signer() {
+    let app = spawn_app().await;
+    issued(&app).await;
+    let ring = ring(&app);
+
+    for kid in ["0123456789abcdef", "' OR 1=1 --"] {
+        let error = ring.signer_for(kid).await.err();
+        assert!(
+            matches!(&error, Some(KeyError::UnknownKid(named)) if named == kid),
+            "{kid}: {error:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ mod auth;
 mod cli;
 mod communities;
 mod concurrency;
+mod faults;
 mod helpers;
 mod import;
 mod offers;

@@ -13,12 +13,12 @@ use uuid::Uuid;
 use crate::config::Settings;
 use crate::domain::api_key::{KeyId, Role};
 use crate::domain::blind::BlindIndexer;
-use crate::import::{
-    Format, ImportError, ImportOptions, ImportReport, Mode, OnError, import_records,
-};
 use crate::signing::KeyRing;
 use crate::startup::{Application, open_database, shutdown_signal};
 use crate::store::api_keys;
+use crate::usecases::import::{
+    Format, ImportError, ImportOptions, ImportReport, Mode, OnError, import_records,
+};
 use crate::{auth, db, telemetry};
 
 #[derive(Parser)]

@@ -1,6 +1,8 @@
 //! offergate: identity-gated offers.
 //!
 //! - `domain`: the rules and types, free of HTTP and SQL;
+//! - `usecases`: one module per operation a caller can perform, each
+//!   owning its transaction;
 //! - `store`: the SQL, one file per aggregate;
 //! - `auth`: API keys, their hashing and cache;
 //! - `http`: routes, extractors, DTOs and problem+json;
@@ -13,10 +15,8 @@ pub mod db;
 pub mod domain;
 pub mod faults;
 pub mod http;
-pub mod import;
 pub mod signing;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-pub mod tokens;
-pub mod verification;
+pub mod usecases;

@@ -232,6 +232,26 @@ impl KeyRing {
         Ok(key)
     }
 
+    /// The signing key of `kid`, retired or not, so a token can be signed
+    /// again byte for byte (Ed25519 signatures are deterministic).
+    pub async fn signer_for(&self, kid: &str) -> Result<Arc<ActiveKey>, KeyError> {
+        let active = self.signer().await?;
+        if active.kid == kid {
+            return Ok(active);
+        }
+        let sealed: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT sealed_private_key FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_optional(&self.db)
+                .await?;
+        let sealed = sealed.ok_or(KeyError::Unseal)?;
+        let pkcs8 = self.unseal(kid, &sealed)?;
+        Ok(Arc::new(ActiveKey {
+            kid: kid.to_owned(),
+            encoding: EncodingKey::from_ed_der(&pkcs8),
+        }))
+    }
+
     async fn public_key(&self, kid: &str) -> Result<Option<Arc<DecodingKey>>, TokenError> {
         let db = self.db.clone();
         let owned = kid.to_owned();

@@ -140,7 +140,7 @@ impl Community {
             .collect()
     }
 
-    fn reverify_days(&self, subsegment: Option<&str>) -> Option<i32> {
+    pub fn reverify_days(&self, subsegment: Option<&str>) -> Option<i32> {
         match subsegment.and_then(|s| self.subsegment_reverify.get(s)) {
             Some(days) => *days,
             None => self.reverify_after_days,

@@ -103,7 +103,7 @@ pub struct Identity {
 }
 
 /// Identity fields as they arrive.
-#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIdentity {
     pub email: Option<String>,

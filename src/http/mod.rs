@@ -5,6 +5,7 @@ pub mod auth;
 mod client_address;
 mod communities;
 mod docs;
+mod idempotency;
 pub mod json;
 mod layers;
 pub mod metrics;
@@ -38,7 +39,7 @@ use crate::config::Settings;
 use crate::domain::blind::BlindIndexer;
 use crate::domain::community::Community;
 use crate::signing::KeyRing;
-use crate::verification::Limits;
+use crate::usecases::verify::Limits;
 use problem::ApiError;
 
 pub use layers::with_layers;

@@ -214,7 +214,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<OfferView>), ApiError> {
     caller.require(&[Role::Admin])?;
     let offer = checked(&state, Uuid::now_v7(), body).await?;
-    let saved = offers::save(&state.db, &offer).await?;
+    let saved = crate::usecases::offers::save(&state.db, &offer).await?;
     tracing::info!(offer_id = %saved.id, "offer created");
     Ok((StatusCode::CREATED, Json(saved.into())))
 }
@@ -256,7 +256,11 @@ async fn change(
         .await?
         .ok_or_else(|| not_found(id))?;
     let offer = checked(&state, id, body).await?;
-    Ok(Json(offers::save(&state.db, &offer).await?.into()))
+    Ok(Json(
+        crate::usecases::offers::save(&state.db, &offer)
+            .await?
+            .into(),
+    ))
 }
 
 /// Verifications tried and passed for the offer; tokens issued, outstanding,

@@ -11,7 +11,7 @@ use super::json::Json;
 use super::problem::{ApiError, Problem};
 use crate::domain::api_key::Role;
 use crate::domain::identity::RawIdentity;
-use crate::verification::{Erasure, erase};
+use crate::usecases::erase::{self, Erasure};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(erase_person))
@@ -29,19 +29,36 @@ pub struct EraseRequest {
 #[utoipa::path(post, path = "/v1/people/erase", tag = "people",
     security(("api_key" = [])),
     request_body = EraseRequest,
-    responses((status = 200, body = Erasure),
+    responses((status = 200, body = ErasureView),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn erase_person(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<EraseRequest>,
-) -> Result<Json<Erasure>, ApiError> {
+) -> Result<Json<ErasureView>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let erased = erase(&state.db, &state.indexer, &body.person).await?;
+    let erased = erase::erase(&state.db, &state.indexer, &body.person).await?;
     tracing::info!(
         memberships = erased.memberships_removed,
         attempts = erased.attempts_unlinked,
         "person erased"
     );
-    Ok(Json(erased))
+    Ok(Json(ErasureView::from(erased)))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErasureView {
+    memberships_removed: i64,
+    attempts_unlinked: i64,
+    tokens_unlinked: i64,
+}
+
+impl From<Erasure> for ErasureView {
+    fn from(e: Erasure) -> Self {
+        ErasureView {
+            memberships_removed: e.memberships_removed,
+            attempts_unlinked: e.attempts_unlinked,
+            tokens_unlinked: e.tokens_unlinked,
+        }
+    }
 }

@@ -80,7 +80,7 @@ pub enum ApiError {
         detail: String,
     },
     #[error("import rejected")]
-    ImportRejected(Box<crate::import::ImportReport>),
+    ImportRejected(Box<crate::usecases::import::ImportReport>),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -318,9 +318,9 @@ impl From<CreateKeyError> for ApiError {
     }
 }
 
-impl From<crate::verification::VerifyError> for ApiError {
-    fn from(error: crate::verification::VerifyError) -> Self {
-        use crate::verification::VerifyError;
+impl From<crate::usecases::verify::VerifyError> for ApiError {
+    fn from(error: crate::usecases::verify::VerifyError) -> Self {
+        use crate::usecases::verify::VerifyError;
         match error {
             VerifyError::Invalid(errors) => ApiError::Validation(
                 errors
@@ -331,14 +331,16 @@ impl From<crate::verification::VerifyError> for ApiError {
             VerifyError::RateLimited { retry_after_secs } => {
                 ApiError::RateLimited { retry_after_secs }
             }
+            VerifyError::KeyReused => ApiError::key_reused(),
+            VerifyError::Key(e) => ApiError::Internal(e.into()),
             VerifyError::Database(e) => ApiError::Internal(e.into()),
         }
     }
 }
 
-impl From<crate::import::ImportError> for ApiError {
-    fn from(error: crate::import::ImportError) -> Self {
-        use crate::import::ImportError;
+impl From<crate::usecases::import::ImportError> for ApiError {
+    fn from(error: crate::usecases::import::ImportError) -> Self {
+        use crate::usecases::import::ImportError;
         match error {
             ImportError::Refused(detail) => ApiError::BadRequest(detail),
             ImportError::Rejected(report) => ApiError::ImportRejected(report),
@@ -367,62 +369,95 @@ impl ApiError {
     }
 }
 
-impl From<crate::tokens::IssueError> for ApiError {
-    fn from(error: crate::tokens::IssueError) -> Self {
-        use crate::tokens::IssueError;
-        match error {
-            IssueError::NotEligible(why) => ApiError::domain(
+impl ApiError {
+    /// The same Idempotency-Key with another body.
+    pub fn key_reused() -> Self {
+        ApiError::domain(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with another request",
+            "Use a new key for a new request.",
+        )
+    }
+}
+
+impl From<crate::usecases::issue_token::Refusal> for ApiError {
+    fn from(refusal: crate::usecases::issue_token::Refusal) -> Self {
+        use crate::usecases::issue_token::Refusal;
+        match refusal {
+            Refusal::UnknownMembership => ApiError::NotFound("No such membership.".into()),
+            Refusal::UnknownOffer => ApiError::NotFound("No such offer.".into()),
+            Refusal::NotEligible(why) => ApiError::domain(
                 StatusCode::FORBIDDEN,
                 "not_eligible",
                 "Not eligible for this offer",
                 why,
             ),
-            IssueError::Exhausted => ApiError::domain(
+            Refusal::Exhausted => ApiError::domain(
                 StatusCode::CONFLICT,
                 "offer_exhausted",
                 "The offer has no places left",
                 "Every place of the offer is redeemed or held by an outstanding token.",
             ),
-            IssueError::PersonLimit => ApiError::domain(
+            Refusal::PersonLimit => ApiError::domain(
                 StatusCode::CONFLICT,
                 "person_limit_reached",
                 "Per-person limit reached",
                 "This person holds or has used as many tokens for the offer as it allows.",
             ),
+        }
+    }
+}
+
+impl From<crate::usecases::issue_token::IssueError> for ApiError {
+    fn from(error: crate::usecases::issue_token::IssueError) -> Self {
+        use crate::usecases::issue_token::IssueError;
+        match error {
+            IssueError::KeyReused => ApiError::key_reused(),
             IssueError::Key(e) => ApiError::Internal(e.into()),
             IssueError::Database(e) => ApiError::Internal(e.into()),
         }
     }
 }
 
-impl From<crate::tokens::RedeemError> for ApiError {
-    fn from(error: crate::tokens::RedeemError) -> Self {
-        use crate::tokens::RedeemError;
-        match error {
-            RedeemError::Invalid(why) => ApiError::domain(
+impl From<crate::usecases::redeem::Refusal> for ApiError {
+    fn from(refusal: crate::usecases::redeem::Refusal) -> Self {
+        use crate::usecases::redeem::Refusal;
+        match refusal {
+            Refusal::Invalid(why) => ApiError::domain(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
                 "The token is not valid",
                 format!("The token was refused: {why}."),
             ),
-            RedeemError::Expired => ApiError::domain(
+            Refusal::Expired => ApiError::domain(
                 StatusCode::GONE,
                 "token_expired",
                 "The token has expired",
                 "The token expired before it was redeemed.",
             ),
-            RedeemError::AlreadyRedeemed => ApiError::domain(
+            Refusal::AlreadyRedeemed => ApiError::domain(
                 StatusCode::CONFLICT,
                 "already_redeemed",
                 "The token was already redeemed",
                 "A token is redeemed once.",
             ),
-            RedeemError::Revoked => ApiError::domain(
+            Refusal::Revoked => ApiError::domain(
                 StatusCode::CONFLICT,
                 "token_revoked",
                 "The token was revoked",
                 "The token was revoked or its redemption reversed; it cannot be redeemed.",
             ),
+        }
+    }
+}
+
+impl From<crate::usecases::redeem::RedeemError> for ApiError {
+    fn from(error: crate::usecases::redeem::RedeemError) -> Self {
+        use crate::usecases::redeem::RedeemError;
+        match error {
+            RedeemError::Refused(refusal) => refusal.into(),
+            RedeemError::KeyReused => ApiError::key_reused(),
             RedeemError::Database(e) => ApiError::Internal(e.into()),
         }
     }

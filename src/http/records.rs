@@ -15,7 +15,7 @@ use super::json::Json;
 use super::problem::{ApiError, Problem};
 use super::query::Query;
 use crate::domain::api_key::Role;
-use crate::import::{Format, ImportOptions, ImportReport, Mode, OnError, import_records};
+use crate::usecases::import::{Format, ImportOptions, ImportReport, Mode, OnError, import_records};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(import))

@@ -4,7 +4,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -12,16 +11,19 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
+use super::idempotency;
 use super::json::Json;
 use super::problem::{ApiError, Problem};
 use super::query::Query;
 use crate::domain::api_key::Role;
 use crate::domain::offer::Discount;
-use crate::store::redemptions::{self, Claim, Redemption, RedemptionFilter, Reversed};
-use crate::tokens::{self, RedeemAnswer};
+use crate::store::redemptions::{self, Redemption, RedemptionFilter};
+use crate::usecases::confirm::{self, Confirmed};
+use crate::usecases::idempotency::Keyed;
+use crate::usecases::redeem;
+use crate::usecases::reverse::{self, Reversed};
 
 const ORDER_REF_MAX: usize = 200;
-const IDEMPOTENCY_KEY_MAX: usize = 200;
 const PAGE_DEFAULT: i64 = 100;
 const PAGE_MAX: i64 = 1_000;
 
@@ -57,10 +59,10 @@ fn problem(status: StatusCode, kind: &'static str, title: &'static str, detail: 
 }
 
 /// Redeem a token once, under a required `Idempotency-Key`: a retry with the
-/// same key and body gets the first answer; the same key with another body
-/// is 422; a retry while the first is running is 409. Failures: 409
-/// `already_redeemed`, 409 `token_revoked`, 410 `token_expired`, 401
-/// `invalid_token`.
+/// same key and body gets the first answer (with `idempotent-replayed:
+/// true`), whichever process it reaches and whatever happened to the first;
+/// the same key with another body is 422. Failures: 409 `already_redeemed`,
+/// 409 `token_revoked`, 410 `token_expired`, 401 `invalid_token`.
 #[utoipa::path(post, path = "/v1/redemptions", tag = "redemptions", security(("api_key" = [])),
     params(("Idempotency-Key" = String, Header, description = "Unique per redemption attempt")),
     request_body = RedeemRequest,
@@ -76,18 +78,7 @@ async fn redeem(
     Json(body): Json<RedeemRequest>,
 ) -> Result<Response, ApiError> {
     let principal = caller.require(&[Role::Checkout])?;
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_MAX)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "Idempotency-Key",
-                format!("a header of 1 to {IDEMPOTENCY_KEY_MAX} characters is required"),
-            )
-        })?
-        .to_owned();
+    let key = idempotency::required_key(&headers)?;
     let order_ref = body.order_ref.trim();
     if order_ref.is_empty() || order_ref.chars().count() > ORDER_REF_MAX {
         return Err(ApiError::invalid(
@@ -98,39 +89,20 @@ async fn redeem(
     if body.amount.is_some_and(|a| a < 0) {
         return Err(ApiError::invalid("amount", "not negative"));
     }
-    let fingerprint = Sha256::digest(serde_json::to_vec(&body).unwrap_or_default());
-    let api_key_id = principal.key_id.as_str();
-    let request = redemptions::RedeemRequest {
-        api_key_id,
-        idempotency_key: &key,
-        request_hash: &fingerprint,
-        token_id: Uuid::nil(),
-        order_ref,
-        amount_minor: body.amount,
-    };
-    let fresh = match tokens::redeem(&state.db, &state.ring, &body.token, request).await? {
-        RedeemAnswer::Fresh(fresh) => fresh,
-        RedeemAnswer::Prior(Claim::Done { status, response }) => {
-            return Ok(replay(status, response));
-        }
-        RedeemAnswer::Prior(Claim::Running) => {
-            return Err(problem(
-                StatusCode::CONFLICT,
-                "request_in_progress",
-                "A request with this Idempotency-Key is still running",
-                "Retry once it has answered.",
-            ));
-        }
-        RedeemAnswer::Prior(Claim::Mismatch) => {
-            return Err(problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "This Idempotency-Key was used with another request",
-                "Use a new key for a new redemption.",
-            ));
-        }
-    };
-    let response = match fresh {
+    let keyed = Keyed::new(&state.indexer, key, &body);
+    let answer = redeem::redeem(
+        &state.db,
+        &state.ring,
+        &redeem::RedeemRequest {
+            api_key_id: principal.key_id.as_str(),
+            idempotency: &keyed,
+            token: &body.token,
+            order_ref,
+            amount_minor: body.amount,
+        },
+    )
+    .await?;
+    let response = match answer.value {
         Ok(redeemed) => (
             StatusCode::CREATED,
             axum::Json(RedeemedView {
@@ -141,44 +113,9 @@ async fn redeem(
             }),
         )
             .into_response(),
-        Err(error) => ApiError::from(error).into_response(),
+        Err(refusal) => ApiError::from(refusal).into_response(),
     };
-    let status = response.status();
-    if status.is_server_error() {
-        redemptions::release_idempotency_key(&state.db, api_key_id, &key).await?;
-        return Ok(response);
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("buffering the answer: {e}")))?;
-    let stored: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    redemptions::finish_idempotency_key(
-        &state.db,
-        api_key_id,
-        &key,
-        status.as_u16() as i16,
-        &stored,
-    )
-    .await?;
-    Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
-}
-
-/// The first answer again, as it was given.
-fn replay(status: i16, body: serde_json::Value) -> Response {
-    let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
-    let mut response = (status, axum::Json(body)).into_response();
-    if status.is_client_error() {
-        response.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static(super::problem::PROBLEM_JSON),
-        );
-    }
-    response.headers_mut().insert(
-        "idempotent-replayed",
-        axum::http::HeaderValue::from_static("true"),
-    );
-    response
+    Ok(idempotency::mark(response, answer.replayed))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -235,8 +172,7 @@ async fn reverse(
     Path(id): Path<Uuid>,
 ) -> Result<Json<ReversedView>, ApiError> {
     caller.require(&[Role::Checkout, Role::Admin])?;
-    let mut conn = state.db.acquire().await?;
-    match redemptions::reverse(&mut conn, id).await? {
+    match reverse::reverse(&state.db, id).await? {
         Reversed::Yes { token_state } => Ok(Json(ReversedView { id, token_state })),
         Reversed::NotFound => Err(ApiError::NotFound(format!("No redemption {id}."))),
         Reversed::Already => Err(problem(
@@ -351,18 +287,14 @@ async fn confirm(
             format!("at most {ORDER_REF_MAX} characters"),
         ));
     }
-    if let Some(done) =
-        redemptions::confirm(&state.db, id, partner, body.partner_ref.as_deref()).await?
-    {
-        return Ok(Json(done.into()));
-    }
-    match redemptions::get(&state.db, id).await? {
-        Some(r) if partner.is_none() || r.partner_id == partner => Err(problem(
+    match confirm::confirm(&state.db, id, partner, body.partner_ref.as_deref()).await? {
+        Confirmed::Yes(done) => Ok(Json(done.into())),
+        Confirmed::Reversed => Err(problem(
             StatusCode::CONFLICT,
             "redemption_reversed",
             "The redemption was reversed",
             "A reversed redemption cannot be confirmed.",
         )),
-        _ => Err(ApiError::NotFound(format!("No redemption {id}."))),
+        Confirmed::NotFound => Err(ApiError::NotFound(format!("No redemption {id}."))),
     }
 }

@@ -1,7 +1,8 @@
 //! `/v1/tokens` and the JWKS: issuing, validating and revoking tokens.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
@@ -10,12 +11,16 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
+use super::idempotency;
 use super::json::Json;
 use super::problem::{ApiError, Problem};
 use crate::domain::api_key::Role;
-use crate::signing::{Jwk, TokenError};
-use crate::store::{offers, tokens as token_store};
-use crate::tokens::{self, Granted, RedeemError};
+use crate::signing::Jwk;
+use crate::store::tokens as token_store;
+use crate::usecases::idempotency::Keyed;
+use crate::usecases::issue_token::{self, Granted, IssueRequest as Issue};
+use crate::usecases::redeem::{self, RedeemError, Refusal};
+use crate::usecases::revoke_token::{self, Revoked};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,18 +40,18 @@ pub struct TokenView {
     pub expires_at: OffsetDateTime,
 }
 
-impl TokenView {
-    pub fn new(granted: Granted, offer_id: Uuid) -> Self {
+impl From<Granted> for TokenView {
+    fn from(granted: Granted) -> Self {
         TokenView {
             token: granted.token,
             token_id: granted.token_id,
-            offer_id,
+            offer_id: granted.offer_id,
             expires_at: granted.expires_at,
         }
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueRequest {
     /// From a `verified` answer of POST /v1/verifications.
@@ -56,27 +61,42 @@ pub struct IssueRequest {
 
 /// Issue a token for an offer from a live membership ("verify once"). 403
 /// `not_eligible` for another community or a lapsed membership, 409
-/// `offer_exhausted` or `person_limit_reached` at a cap.
+/// `offer_exhausted` or `person_limit_reached` at a cap. With an
+/// `Idempotency-Key`, a retry gets the first answer (the same token) and
+/// holds no second place.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", security(("api_key" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body get the first answer")),
     request_body = IssueRequest,
     responses((status = 201, body = TokenView),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn issue(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Json(body): Json<IssueRequest>,
-) -> Result<(StatusCode, Json<TokenView>), ApiError> {
-    caller.require(&[Role::Checkout])?;
-    let offer = offers::get(&state.db, body.offer_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("No offer {}.", body.offer_id)))?;
-    let membership = token_store::membership(&state.db, body.membership_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("No membership {}.", body.membership_id)))?;
-    let granted = tokens::issue(&state.db, &state.ring, &offer, &membership).await?;
-    Ok((StatusCode::CREATED, Json(TokenView::new(granted, offer.id))))
+) -> Result<Response, ApiError> {
+    let principal = caller.require(&[Role::Checkout])?;
+    let keyed =
+        idempotency::optional_key(&headers)?.map(|key| Keyed::new(&state.indexer, key, &body));
+    let answer = issue_token::issue(
+        &state.db,
+        &state.ring,
+        &Issue {
+            api_key_id: principal.key_id.as_str(),
+            idempotency: keyed.as_ref(),
+            membership_id: body.membership_id,
+            offer_id: body.offer_id,
+        },
+    )
+    .await?;
+    let response = match answer.value {
+        Ok(granted) => (StatusCode::CREATED, Json(TokenView::from(granted))).into_response(),
+        Err(refusal) => ApiError::from(refusal).into_response(),
+    };
+    Ok(idempotency::mark(response, answer.replayed))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -112,18 +132,14 @@ async fn validate(
         .verify(&body.token, true)
         .await
         .map_err(RedeemError::from)?;
-    let id = tokens::token_id(&claims).map_err(RedeemError::from)?;
+    let id = redeem::token_id(&claims).map_err(RedeemError::from)?;
     let found = token_store::state(&state.db, id)
         .await?
         .filter(|t| {
             principal.role != Role::Partner
                 || (t.partner_id.is_some() && t.partner_id == principal.partner_id)
         })
-        .ok_or_else(|| {
-            ApiError::from(RedeemError::from(TokenError::Invalid(
-                "no such token".into(),
-            )))
-        })?;
+        .ok_or_else(|| ApiError::from(Refusal::Invalid("no such token".into())))?;
     Ok(Json(TokenStateView {
         token_id: found.id,
         offer_id: found.offer_id,
@@ -133,7 +149,7 @@ async fn validate(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Revoked {
+pub struct RevokedView {
     token_id: Uuid,
     #[serde(with = "time::serde::rfc3339")]
     revoked_at: OffsetDateTime,
@@ -142,28 +158,26 @@ pub struct Revoked {
 /// Revoke an issued token: it can no longer be redeemed and frees its place.
 #[utoipa::path(post, path = "/v1/tokens/{id}/revoke", tag = "tokens", security(("api_key" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = Revoked),
+    responses((status = 200, body = RevokedView),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json")))]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Revoked>, ApiError> {
+) -> Result<Json<RevokedView>, ApiError> {
     caller.require(&[Role::Admin])?;
-    if let Some(revoked_at) = token_store::revoke(&state.db, id).await? {
-        return Ok(Json(Revoked {
+    match revoke_token::revoke(&state.db, id).await? {
+        Revoked::Now(revoked_at) => Ok(Json(RevokedView {
             token_id: id,
             revoked_at,
-        }));
-    }
-    match token_store::state(&state.db, id).await? {
-        None => Err(ApiError::NotFound(format!("No token {id}."))),
-        Some(token) => Err(ApiError::domain(
+        })),
+        Revoked::NotFound => Err(ApiError::NotFound(format!("No token {id}."))),
+        Revoked::Not(state) => Err(ApiError::domain(
             StatusCode::CONFLICT,
             "token_not_revocable",
             "Only an issued token can be revoked",
-            format!("The token is {}.", token.shown_state()),
+            format!("The token is {state}."),
         )),
     }
 }

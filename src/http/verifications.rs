@@ -3,6 +3,8 @@
 use std::net::IpAddr;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
@@ -12,21 +14,23 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::client_address::ClientAddress;
+use super::idempotency;
 use super::json::Json;
 use super::problem::{ApiError, Problem};
 use super::tokens::TokenView;
 use crate::domain::api_key::Role;
 use crate::domain::identity::RawIdentity;
-use crate::domain::offer::{Offer, OfferStatus};
-use crate::store::{offers, tokens};
-use crate::tokens::IssueError;
-use crate::verification::{self, Origin, Outcome, Request};
+use crate::domain::offer::OfferStatus;
+use crate::store::offers;
+use crate::usecases::idempotency::Keyed;
+use crate::usecases::issue_token::Refusal;
+use crate::usecases::verify::{self, Extras, Origin, Outcome, Request, Verification};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(verify))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerificationRequest {
     /// A community key, e.g. `student`.
@@ -79,6 +83,7 @@ pub struct VerificationView {
 /// component, client address and API key (429 with Retry-After).
 #[utoipa::path(post, path = "/v1/verifications", tag = "verifications",
     security(("api_key" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body get the first answer, and a token issued with it holds one place")),
     request_body = VerificationRequest,
     responses(
         (status = 200, body = VerificationView),
@@ -90,18 +95,18 @@ async fn verify(
     State(state): State<AppState>,
     caller: Caller,
     ClientAddress(peer): ClientAddress,
+    headers: HeaderMap,
     Json(body): Json<VerificationRequest>,
-) -> Result<Json<VerificationView>, ApiError> {
+) -> Result<Response, ApiError> {
     let principal = caller.require(&[Role::Checkout])?;
-    let offer = match body.offer_id {
-        Some(id) => Some(
-            offers::get(&state.db, id)
-                .await?
-                .filter(|o| o.status == OfferStatus::Active)
-                .ok_or_else(|| ApiError::invalid("offer_id", "no active offer has this id"))?,
-        ),
-        None => None,
-    };
+    let keyed =
+        idempotency::optional_key(&headers)?.map(|key| Keyed::new(&state.indexer, key, &body));
+    if let Some(id) = body.offer_id {
+        offers::get(&state.db, id)
+            .await?
+            .filter(|o| o.status == OfferStatus::Active)
+            .ok_or_else(|| ApiError::invalid("offer_id", "no active offer has this id"))?;
+    }
     let community = state.community(&body.community).await?.ok_or_else(|| {
         ApiError::invalid(
             "community",
@@ -114,79 +119,72 @@ async fn verify(
     };
     let request = Request {
         subsegment: body.subsegment.clone(),
-        person: body.person,
+        person: body.person.clone(),
         consent: body.consent,
-        customer_ref: body.customer_ref,
-        offer_id: body.offer_id,
+        customer_ref: body.customer_ref.clone(),
     };
-    let outcome = verification::verify(
+    let extras = Extras {
+        offer_id: body.offer_id,
+        idempotency: keyed.as_ref(),
+    };
+    let answer = verify::verify(
         &state.db,
+        &state.ring,
         &state.indexer,
         &state.limits,
         &community,
         &origin,
         &request,
+        &extras,
     )
     .await?;
+    let Verification { outcome, token } = answer.value;
+    let (token, token_problem) = match token {
+        None => (None, None),
+        Some(Ok(granted)) => (Some(TokenView::from(granted)), None),
+        Some(Err(refusal)) => (None, Some(problem_type(refusal).to_owned())),
+    };
     let view = match outcome {
         Outcome::Verified {
             attempt_id,
             subsegment,
             membership_id,
             expires_at,
-        } => {
-            let (token, token_problem) = match &offer {
-                None => (None, None),
-                Some(offer) => token_for(&state, offer, membership_id).await?,
-            };
-            VerificationView {
-                id: attempt_id,
-                status: Status::Verified,
-                community: community.key.clone(),
-                subsegment,
-                expires_at,
-                membership_id: Some(membership_id),
-                token,
-                token_problem,
-            }
-        }
-        Outcome::NotVerified { attempt_id } => VerificationView {
+        } => VerificationView {
+            id: attempt_id,
+            status: Status::Verified,
+            community: community.key.clone(),
+            subsegment,
+            expires_at,
+            membership_id: Some(membership_id),
+            token,
+            token_problem,
+        },
+        Outcome::NotVerified {
+            attempt_id,
+            subsegment,
+        } => VerificationView {
             id: attempt_id,
             status: Status::NotVerified,
             community: community.key.clone(),
-            subsegment: body.subsegment,
+            subsegment,
             expires_at: None,
             membership_id: None,
             token: None,
             token_problem: None,
         },
     };
-    Ok(Json(view))
+    Ok(idempotency::mark(
+        Json(view).into_response(),
+        answer.replayed,
+    ))
 }
 
-/// The offer's token for a membership just verified, or the problem type
-/// that kept it back.
-async fn token_for(
-    state: &AppState,
-    offer: &Offer,
-    membership_id: Uuid,
-) -> Result<(Option<TokenView>, Option<String>), ApiError> {
-    let membership = tokens::membership(&state.db, membership_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("membership {membership_id} vanished"))
-        })?;
-    match crate::tokens::issue(&state.db, &state.ring, offer, &membership).await {
-        Ok(granted) => Ok((Some(TokenView::new(granted, offer.id)), None)),
-        Err(IssueError::Key(e)) => Err(ApiError::Internal(e.into())),
-        Err(IssueError::Database(e)) => Err(ApiError::Internal(e.into())),
-        Err(refused) => {
-            let kind = match refused {
-                IssueError::Exhausted => "offer_exhausted",
-                IssueError::PersonLimit => "person_limit_reached",
-                _ => "not_eligible",
-            };
-            Ok((None, Some(kind.to_owned())))
-        }
+/// The problem type that kept a verified member's token back.
+fn problem_type(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::Exhausted => "offer_exhausted",
+        Refusal::PersonLimit => "person_limit_reached",
+        _ => "not_eligible",
     }
 }

@@ -148,3 +148,13 @@ pub async fn list(
     .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
+
+/// Recounts the offer's places under its caps from its tokens
+/// (`recount_places` in the migrations).
+pub async fn recount_places(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT recount_places($1)")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}

@@ -26,7 +26,7 @@ pub async fn for_offer(db: impl PgExecutor<'_>, offer_id: Uuid) -> Result<OfferS
          toks AS (
              SELECT count(*) AS issued,
                     count(*) FILTER (WHERE state = 'issued' AND expires_at > now()) AS outstanding,
-                    count(*) FILTER (WHERE state = 'issued' AND expires_at <= now()) AS expired,
+                    count(*) FILTER (WHERE state = 'expired' OR (state = 'issued' AND expires_at <= now())) AS expired,
                     count(*) FILTER (WHERE state = 'redeemed') AS redeemed,
                     count(*) FILTER (WHERE state = 'revoked') AS revoked
              FROM tokens WHERE offer_id = $1),

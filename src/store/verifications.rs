@@ -1,10 +1,11 @@
 //! Attempts, memberships and the rate-limit strikes of verification.
 
 use sqlx::{PgConnection, PgExecutor};
-
-use crate::domain::blind::MatchKeys;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use super::tokens::{TokenRow, token_row};
+use crate::domain::blind::MatchKeys;
 
 /// A rate-limit subject and how many failures it may have in the window.
 /// Exact subjects are locked until the attempt's transaction ends; the
@@ -15,176 +16,113 @@ pub struct Subject {
     pub exact: bool,
 }
 
-/// The record a verification rests on.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct MatchedRecord {
-    pub id: i64,
-    pub subsegment: Option<String>,
-    pub valid_until: Option<OffsetDateTime>,
-    pub person_key: Vec<u8>,
+/// One call does the whole verification: see `verify_consumer` in the
+/// migrations.
+pub const VERIFY: &str = "SELECT replayed, request_hash, wait, outcome, attempt_id, subsegment,
+            membership_id, expires_at, token_outcome, token_id, token_offer_id,
+            token_membership_id, token_community, token_kid, token_issued_at, token_expires_at
+     FROM verify_consumer($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                          $16, $17, $18, $19, $20, $21, $22)";
+
+/// How long a success lasts, per the community: (sub-status, days) pairs
+/// and the default; `None` days: no re-verification period.
+pub struct Periods {
+    pub subsegments: Vec<String>,
+    pub days: Vec<Option<i32>>,
+    pub default_days: Option<i32>,
 }
 
-pub enum Checked {
-    /// A subject is at its limit: retry after this many seconds.
-    Limited(f64),
-    Matched(Option<MatchedRecord>),
-}
-
-/// In one round trip: checks the rate limits (locking the exact subjects
-/// until the transaction ends) and, when they allow it, finds a live record
-/// of the community (and sub-status, if asked) that at least one match rule
-/// hits and no given field contradicts.
-pub const CHECK_AND_MATCH: &str = "SELECT limits.wait, m.id, m.subsegment, m.valid_until, m.person_key
-     FROM (SELECT check_verification_limits($6, $7, $8, make_interval(secs => $9)) AS wait) AS limits
-     LEFT JOIN LATERAL (
-         SELECT id, subsegment, valid_until, person_key
-         FROM verification_records
-         WHERE community = $1
-           AND retired_at IS NULL
-           AND (valid_from IS NULL OR valid_from <= now())
-           AND (valid_until IS NULL OR valid_until > now())
-           AND ($2::text IS NULL OR subsegment = $2)
-           AND (email_ix = $3 OR name_dob_ix = $4 OR license_ix = $5)
-           AND ($3::bytea IS NULL OR email_ix IS NULL OR email_ix = $3)
-           AND ($4::bytea IS NULL OR name_dob_ix IS NULL OR name_dob_ix = $4)
-           AND ($5::bytea IS NULL OR license_ix IS NULL OR license_ix = $5)
-         ORDER BY valid_until DESC NULLS FIRST
-         LIMIT 1
-     ) AS m ON limits.wait IS NULL";
-
-type CheckedRow = (
-    Option<f64>,
-    Option<i64>,
-    Option<String>,
-    Option<OffsetDateTime>,
-    Option<Vec<u8>>,
-);
-
-/// Run it first in the attempt's transaction.
-pub async fn check_and_match(
-    conn: &mut PgConnection,
-    subjects: &[Subject],
-    window_secs: f64,
-    community: &str,
-    subsegment: Option<&str>,
-    keys: &MatchKeys,
-) -> Result<Checked, sqlx::Error> {
-    let subject_keys: Vec<&[u8]> = subjects.iter().map(|s| s.key.as_slice()).collect();
-    let limits: Vec<i32> = subjects.iter().map(|s| s.limit).collect();
-    let exact: Vec<bool> = subjects.iter().map(|s| s.exact).collect();
-    let (wait, id, record_subsegment, valid_until, person_key): CheckedRow =
-        sqlx::query_as(CHECK_AND_MATCH)
-            .bind(community)
-            .bind(subsegment)
-            .bind(keys.email.map(|k| k.to_vec()))
-            .bind(keys.name_dob.map(|k| k.to_vec()))
-            .bind(keys.license.map(|k| k.to_vec()))
-            .bind(subject_keys)
-            .bind(limits)
-            .bind(exact)
-            .bind(window_secs)
-            .fetch_one(conn)
-            .await?;
-    if let Some(wait) = wait {
-        return Ok(Checked::Limited(wait));
-    }
-    Ok(Checked::Matched(match (id, person_key) {
-        (Some(id), Some(person_key)) => Some(MatchedRecord {
-            id,
-            subsegment: record_subsegment,
-            valid_until,
-            person_key,
-        }),
-        _ => None,
-    }))
-}
-
-pub struct Attempt<'a> {
-    pub id: Uuid,
+pub struct VerifyCall<'a> {
+    pub api_key_id: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: &'a [u8],
+    pub attempt_id: Uuid,
     pub community: &'a str,
     pub subsegment: Option<&'a str>,
-    pub person_key: Option<&'a [u8]>,
-    pub offer_id: Option<Uuid>,
+    pub keys: &'a MatchKeys,
+    pub subjects: &'a [Subject],
+    pub window_secs: f64,
+    pub age_ok: bool,
+    pub claimed_person: Option<&'a [u8]>,
     pub customer_ref_ix: Option<&'a [u8]>,
-    pub api_key_id: &'a str,
+    pub periods: &'a Periods,
+    /// With an offer: the token to issue, and the key that signs it.
+    pub offer: Option<(Uuid, Uuid, &'a str)>,
 }
 
-/// Records a failed attempt and strikes it against each subject, pruning
-/// the subjects' strikes that have left the window.
-pub async fn record_failure(
-    conn: &mut PgConnection,
-    attempt: &Attempt<'_>,
-    subjects: &[Subject],
-    window_secs: f64,
-) -> Result<(), sqlx::Error> {
-    let keys: Vec<&[u8]> = subjects.iter().map(|s| s.key.as_slice()).collect();
-    sqlx::query(
-        "WITH attempt AS (
-             INSERT INTO verification_attempts
-                 (id, community, subsegment, outcome, person_key, offer_id, customer_ref_ix, api_key_id)
-             VALUES ($1, $2, $3, 'not_verified', $4, $5, $6, $7)),
-         pruned AS (
-             DELETE FROM verification_strikes
-             WHERE subject = ANY ($8) AND struck_at <= now() - make_interval(secs => $9))
-         INSERT INTO verification_strikes (subject, attempt_id)
-         SELECT subject, $1 FROM unnest($8::bytea[]) AS subject",
-    )
-    .bind(attempt.id)
-    .bind(attempt.community)
-    .bind(attempt.subsegment)
-    .bind(attempt.person_key)
-    .bind(attempt.offer_id)
-    .bind(attempt.customer_ref_ix)
-    .bind(attempt.api_key_id)
-    .bind(keys)
-    .bind(window_secs)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Membership {
-    pub id: Uuid,
+pub struct VerifyRow {
+    pub replayed: bool,
+    pub request_hash: Vec<u8>,
+    /// Set when a limit refused the attempt: retry after this many seconds.
+    pub wait: Option<f64>,
+    /// `verified` or `not_verified`.
+    pub outcome: Option<String>,
+    pub attempt_id: Option<Uuid>,
+    pub subsegment: Option<String>,
+    pub membership_id: Option<Uuid>,
     pub expires_at: Option<OffsetDateTime>,
+    /// With an offer: `issued` or why not (see `store::tokens::IssueRow`).
+    pub token_outcome: Option<String>,
+    pub token: Option<TokenRow>,
 }
 
-pub const RECORD_SUCCESS: &str = "WITH membership AS (
-             INSERT INTO memberships (person_key, community, subsegment, record_id, verified_at, expires_at)
-             VALUES ($4, $2, $3, $8, now(), $9)
-             ON CONFLICT (person_key, community) DO UPDATE SET
-                 subsegment = EXCLUDED.subsegment,
-                 record_id = EXCLUDED.record_id,
-                 verified_at = EXCLUDED.verified_at,
-                 expires_at = EXCLUDED.expires_at
-             RETURNING id, expires_at),
-         attempt AS (
-             INSERT INTO verification_attempts
-                 (id, community, subsegment, outcome, person_key, membership_id, offer_id,
-                  customer_ref_ix, api_key_id)
-             SELECT $1, $2, $3, 'verified', $4, membership.id, $5, $6, $7 FROM membership)
-         SELECT id, expires_at FROM membership";
-
-/// Records a success in one statement: creates or extends the membership
-/// and records the attempt.
-pub async fn record_success(
+pub async fn verify(
     db: impl PgExecutor<'_>,
-    attempt: &Attempt<'_>,
-    record_id: i64,
-    expires_at: Option<OffsetDateTime>,
-) -> Result<Membership, sqlx::Error> {
-    sqlx::query_as(RECORD_SUCCESS)
-        .bind(attempt.id)
-        .bind(attempt.community)
-        .bind(attempt.subsegment)
-        .bind(attempt.person_key)
-        .bind(attempt.offer_id)
-        .bind(attempt.customer_ref_ix)
-        .bind(attempt.api_key_id)
-        .bind(record_id)
-        .bind(expires_at)
+    call: &VerifyCall<'_>,
+) -> Result<VerifyRow, sqlx::Error> {
+    use sqlx::Row;
+    let subject_keys: Vec<&[u8]> = call.subjects.iter().map(|s| s.key.as_slice()).collect();
+    let limits: Vec<i32> = call.subjects.iter().map(|s| s.limit).collect();
+    let exact: Vec<bool> = call.subjects.iter().map(|s| s.exact).collect();
+    let (offer_id, token_id, kid) = match call.offer {
+        Some((offer, token, kid)) => (Some(offer), Some(token), Some(kid)),
+        None => (None, None, None),
+    };
+    let row = sqlx::query(VERIFY)
+        .bind(call.api_key_id)
+        .bind(call.idempotency_key)
+        .bind(call.request_hash)
+        .bind(call.attempt_id)
+        .bind(call.community)
+        .bind(call.subsegment)
+        .bind(call.keys.email.map(|k| k.to_vec()))
+        .bind(call.keys.name_dob.map(|k| k.to_vec()))
+        .bind(call.keys.license.map(|k| k.to_vec()))
+        .bind(subject_keys)
+        .bind(limits)
+        .bind(exact)
+        .bind(call.window_secs)
+        .bind(call.age_ok)
+        .bind(call.claimed_person)
+        .bind(call.customer_ref_ix)
+        .bind(&call.periods.subsegments)
+        .bind(&call.periods.days)
+        .bind(call.periods.default_days)
+        .bind(offer_id)
+        .bind(token_id)
+        .bind(kid)
         .fetch_one(db)
-        .await
+        .await?;
+    Ok(VerifyRow {
+        replayed: row.try_get("replayed")?,
+        request_hash: row.try_get("request_hash")?,
+        wait: row.try_get("wait")?,
+        outcome: row.try_get("outcome")?,
+        attempt_id: row.try_get("attempt_id")?,
+        subsegment: row.try_get("subsegment")?,
+        membership_id: row.try_get("membership_id")?,
+        expires_at: row.try_get("expires_at")?,
+        token_outcome: row.try_get("token_outcome")?,
+        token: token_row(
+            row.try_get("token_id")?,
+            row.try_get("token_offer_id")?,
+            row.try_get("token_membership_id")?,
+            row.try_get("token_community")?,
+            row.try_get("token_kid")?,
+            row.try_get("token_issued_at")?,
+            row.try_get("token_expires_at")?,
+        ),
+    })
 }
 
 pub struct Erased {
@@ -207,6 +145,10 @@ pub async fn erase_people(
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    sqlx::query("DELETE FROM offer_person_places WHERE person_key = ANY ($1)")
+        .bind(person_keys)
+        .execute(&mut *conn)
+        .await?;
     let (memberships, attempts): (i64, i64) = sqlx::query_as(
         "WITH gone AS (
              DELETE FROM memberships WHERE person_key = ANY ($1) RETURNING id),

@@ -9,6 +9,7 @@ mod helpers;
 mod import;
 mod offers;
 mod ops;
+mod places;
 mod privacy;
 mod problems;
 mod redemptions;

@@ -1,5 +1,5 @@
 //! Where membership is decided: one consumer's attempt against the records,
-//! under rate limits that hold across processes, and erasure.
+//! under rate limits that hold across processes.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -7,12 +7,15 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::idempotency::{Answer, KEY_RACE_RETRIES, Keyed, lost_key_race};
+use super::issue_token::{Granted, Refusal, granted_or_refused};
 use crate::domain::Invalid;
 use crate::domain::blind::{BlindIndexer, LimitSubject};
 use crate::domain::community::Community;
 use crate::domain::identity::{Identity, RawIdentity};
-use crate::store::records;
-use crate::store::verifications::{self, Attempt, Checked, Subject};
+use crate::faults;
+use crate::signing::{KeyError, KeyRing, new_token_id};
+use crate::store::verifications::{self, Periods, Subject, VerifyCall};
 
 const CUSTOMER_REF_MAX_CHARS: usize = 200;
 
@@ -43,7 +46,6 @@ pub struct Request {
     pub person: RawIdentity,
     pub consent: bool,
     pub customer_ref: Option<String>,
-    pub offer_id: Option<Uuid>,
 }
 
 /// Who is asking, and from where.
@@ -61,7 +63,11 @@ pub enum Outcome {
         expires_at: Option<OffsetDateTime>,
     },
     /// Not on the roster, a field wrong, expired, too young: all look alike.
-    NotVerified { attempt_id: Uuid },
+    /// `subsegment` is the one asked for.
+    NotVerified {
+        attempt_id: Uuid,
+        subsegment: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,11 +76,15 @@ pub enum VerifyError {
     Invalid(Vec<Invalid>),
     #[error("too many failed attempts; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("this Idempotency-Key was used with another request")]
+    KeyReused,
+    #[error(transparent)]
+    Key(#[from] KeyError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-fn person_field(error: Invalid) -> Invalid {
+pub(crate) fn person_field(error: Invalid) -> Invalid {
     Invalid::new(format!("person.{}", error.field), error.message)
 }
 
@@ -140,20 +150,37 @@ fn check(community: &Community, request: &Request) -> Result<Identity, Vec<Inval
     }
 }
 
-/// Verifies one consumer. Every attempt is recorded; failures count
-/// against the limits of each identity component, the client address and
-/// the API key.
+/// What a checkout asked besides the attempt: an offer's token, and the
+/// Idempotency-Key of the request.
+pub struct Extras<'a> {
+    pub offer_id: Option<Uuid>,
+    pub idempotency: Option<&'a Keyed>,
+}
+
+/// The answer to one attempt, with the offer's token (or why none) when an
+/// offer was named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub outcome: Outcome,
+    pub token: Option<Result<Granted, Refusal>>,
+}
+
+/// Verifies one consumer, in one call of `verify_consumer` (in the
+/// migrations): the rate limits, the record match, the attempt with its
+/// strikes or its membership, the offer's token, and the Idempotency-Key's
+/// answer commit together. Failures count against the limits of each
+/// identity component, the client address and the API key.
 pub async fn verify(
     db: &sqlx::PgPool,
+    ring: &KeyRing,
     indexer: &BlindIndexer,
     limits: &Limits,
     community: &Community,
     origin: &Origin<'_>,
     request: &Request,
-) -> Result<Outcome, VerifyError> {
+    extras: &Extras<'_>,
+) -> Result<Answer<Verification>, VerifyError> {
     let identity = check(community, request).map_err(VerifyError::Invalid)?;
-    let attempt_id = Uuid::now_v7();
-
     let mut subjects: Vec<(LimitSubject, [u8; 16])> = indexer.identity_subjects(&identity);
     let address = origin.client_address.to_canonical().to_string();
     subjects.push((
@@ -172,112 +199,87 @@ pub async fn verify(
             exact: kind.is_identity(),
         })
         .collect();
-    let window_secs = limits.window.as_secs_f64();
     let customer_ref_ix = request
         .customer_ref
         .as_deref()
         .map(|r| indexer.index("customer-ref", &[r]).to_vec());
     let keys = indexer.match_keys(&identity);
-    // One transaction: the identity subjects stay locked from the check to
-    // the recorded outcome, so their limits hold exactly.
-    let mut tx = db.begin().await?;
-    let checked = verifications::check_and_match(
-        &mut tx,
-        &struck,
-        window_secs,
-        &community.key,
-        request.subsegment.as_deref(),
-        &keys,
-    )
-    .await?;
-    let matched = match checked {
-        Checked::Matched(record) => record,
-        Checked::Limited(wait) => {
-            tx.rollback().await?;
-            return Err(VerifyError::RateLimited {
-                retry_after_secs: wait.ceil().max(1.0) as u64,
-            });
-        }
-    };
-    let now = OffsetDateTime::now_utc();
-    let admitted = matched.filter(|_| community.admits_age(identity.birth_date, now.date()));
-
     let claimed_person = indexer.person_key(&identity).map(|k| k.to_vec());
-    let Some(record) = admitted else {
-        let attempt = Attempt {
-            id: attempt_id,
-            community: &community.key,
-            subsegment: request.subsegment.as_deref(),
-            person_key: claimed_person.as_deref(),
-            offer_id: request.offer_id,
-            customer_ref_ix: customer_ref_ix.as_deref(),
-            api_key_id: origin.api_key_id,
-        };
-        verifications::record_failure(&mut tx, &attempt, &struck, window_secs).await?;
-        tx.commit().await?;
-        return Ok(Outcome::NotVerified { attempt_id });
+    let today = OffsetDateTime::now_utc().date();
+    let periods = Periods {
+        subsegments: community.subsegments.clone(),
+        days: community
+            .subsegments
+            .iter()
+            .map(|s| community.reverify_days(Some(s)))
+            .collect(),
+        default_days: community.reverify_days(None),
     };
-
-    let expires_at =
-        community.membership_expiry(record.subsegment.as_deref(), record.valid_until, now);
-    let attempt = Attempt {
-        id: attempt_id,
-        community: &community.key,
-        subsegment: record.subsegment.as_deref(),
-        person_key: Some(&record.person_key),
-        offer_id: request.offer_id,
-        customer_ref_ix: customer_ref_ix.as_deref(),
+    let signer = match extras.offer_id {
+        Some(_) => Some(ring.signer().await?),
+        None => None,
+    };
+    let call = VerifyCall {
         api_key_id: origin.api_key_id,
+        idempotency_key: extras.idempotency.map(|k| k.key.as_str()),
+        request_hash: extras
+            .idempotency
+            .map(|k| k.fingerprint.as_slice())
+            .unwrap_or_default(),
+        attempt_id: Uuid::now_v7(),
+        community: &community.key,
+        subsegment: request.subsegment.as_deref(),
+        keys: &keys,
+        subjects: &struck,
+        window_secs: limits.window.as_secs_f64(),
+        age_ok: community.admits_age(identity.birth_date, today),
+        claimed_person: claimed_person.as_deref(),
+        customer_ref_ix: customer_ref_ix.as_deref(),
+        periods: &periods,
+        offer: match (extras.offer_id, &signer) {
+            (Some(offer), Some(signer)) => Some((offer, new_token_id(), signer.kid())),
+            _ => None,
+        },
     };
-    let membership =
-        verifications::record_success(&mut *tx, &attempt, record.id, expires_at).await?;
-    tx.commit().await?;
-    Ok(Outcome::Verified {
-        attempt_id,
-        subsegment: record.subsegment,
-        membership_id: membership.id,
-        expires_at: membership.expires_at,
-    })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct Erasure {
-    pub memberships_removed: i64,
-    pub attempts_unlinked: i64,
-    pub tokens_unlinked: i64,
-}
-
-/// Forgets a person named by identity fields: every person key the fields
-/// or their records stand for.
-pub async fn erase(
-    db: &sqlx::PgPool,
-    indexer: &BlindIndexer,
-    person: &RawIdentity,
-) -> Result<Erasure, VerifyError> {
-    let identity = Identity::parse(person)
-        .map_err(|errors| VerifyError::Invalid(errors.into_iter().map(person_field).collect()))?;
-    if !identity.is_matchable() {
-        return Err(VerifyError::Invalid(vec![Invalid::new(
-            "person",
-            "needs an email, or given_name, family_name and birth_date, or license_number and family_name",
-        )]));
-    }
-    let mut person_keys: Vec<Vec<u8>> = indexer
-        .person_keys(&identity)
-        .into_iter()
-        .map(|k| k.to_vec())
-        .collect();
-    let mut tx = db.begin().await?;
-    for key in records::person_keys_matching(&mut *tx, &indexer.match_keys(&identity)).await? {
-        if !person_keys.contains(&key) {
-            person_keys.push(key);
+    let mut races = 0;
+    let row = loop {
+        match verifications::verify(db, &call).await {
+            Err(error) if lost_key_race(&error) && races < KEY_RACE_RETRIES => races += 1,
+            other => break other?,
         }
+    };
+    faults::point("verify.after_commit");
+    if row.replayed && row.request_hash != call.request_hash {
+        return Err(VerifyError::KeyReused);
     }
-    let erased = verifications::erase_people(&mut tx, &person_keys).await?;
-    tx.commit().await?;
-    Ok(Erasure {
-        memberships_removed: erased.memberships,
-        attempts_unlinked: erased.attempts,
-        tokens_unlinked: erased.tokens,
+    if let Some(wait) = row.wait {
+        return Err(VerifyError::RateLimited {
+            retry_after_secs: wait.ceil().max(1.0) as u64,
+        });
+    }
+    let attempt_id = row.attempt_id.unwrap_or(call.attempt_id);
+    let outcome = match (row.outcome.as_deref(), row.membership_id) {
+        (Some("verified"), Some(membership_id)) => Outcome::Verified {
+            attempt_id,
+            subsegment: row.subsegment,
+            membership_id,
+            expires_at: row.expires_at,
+        },
+        _ => Outcome::NotVerified {
+            attempt_id,
+            subsegment: row.subsegment,
+        },
+    };
+    let token = match &row.token_outcome {
+        Some(token_outcome) => Some(
+            granted_or_refused(ring, token_outcome, row.token.as_ref())
+                .await
+                .map_err(VerifyError::Key)?,
+        ),
+        None => None,
+    };
+    Ok(Answer {
+        replayed: row.replayed,
+        value: Verification { outcome, token },
     })
 }

@@ -276,8 +276,15 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(database_url: &str) -> Self {
+        Self::start_with_env(database_url, &[])
+    }
+
+    /// `start`, with environment variables for this process alone (such as
+    /// `OFFERGATE_FAULT`, so that one process of several dies at a point).
+    pub fn start_with_env(database_url: &str, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let mut child = offergate_command(database_url)
+            .envs(env.iter().copied())
             .args(["serve", "--bind", "127.0.0.1:0"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

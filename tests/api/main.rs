@@ -5,6 +5,7 @@ mod caches;
 mod cli;
 mod communities;
 mod concurrency;
+mod faults;
 mod helpers;
 mod import;
 mod offers;

@@ -89,6 +89,14 @@ LANGUAGE plpgsql AS $$
 DECLARE
     freed integer;
 BEGIN
+    -- Most refusals at a full cap find nothing to reclaim: look first,
+    -- without a lock, so they do not queue on the offer's row.
+    IF NOT EXISTS (
+        SELECT 1 FROM tokens
+        WHERE offer_id = p_offer AND state = 'issued' AND expires_at <= now()
+          AND (p_person IS NULL OR person_key = p_person)) THEN
+        RETURN 0;
+    END IF;
     PERFORM 1 FROM offers WHERE id = p_offer FOR UPDATE;
     WITH expired AS (
         UPDATE tokens SET state = 'expired'

@@ -10,7 +10,6 @@ use std::str::FromStr;
 use rand::RngExt;
 use rand::distr::Alphanumeric;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 
 pub const PREFIX: &str = "ogk_";
 const ID_LEN: usize = 12;
@@ -20,8 +19,7 @@ const KEY_LEN: usize = PREFIX.len() + ID_LEN + SECRET_LEN + CHECKSUM_LEN;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// Marketers and back office: everything.
     Admin,
@@ -65,7 +63,7 @@ impl FromStr for Role {
 }
 
 /// The public half of a key: 12 base62 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyId(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

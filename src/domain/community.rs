@@ -9,7 +9,7 @@ use super::Invalid;
 use super::identity::{Identity, IdentityField};
 
 /// A community's key: `student`, `ski_instructor`, ...
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CommunityKey(String);
 
 impl CommunityKey {

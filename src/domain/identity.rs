@@ -13,10 +13,7 @@ use super::nicknames::given_name_for;
 
 const FIELD_MAX_CHARS: usize = 320;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdentityField {
     Email,
     GivenName,
@@ -103,8 +100,7 @@ pub struct Identity {
 }
 
 /// Identity fields as they arrive.
-#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawIdentity {
     pub email: Option<String>,
     pub given_name: Option<String>,

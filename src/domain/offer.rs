@@ -10,10 +10,7 @@ const TITLE_MAX: usize = 200;
 const DESCRIPTION_MAX: usize = 4_000;
 pub const DEFAULT_TOKEN_TTL_SECS: i32 = 900;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OfferStatus {
     Draft,
     Active,
@@ -44,8 +41,7 @@ impl OfferStatus {
 }
 
 /// What the offer gives.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Discount {
     /// A percentage off, e.g. 15.
     Percent { percent_off: f64 },

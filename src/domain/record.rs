@@ -13,8 +13,7 @@ const EXTERNAL_ID_MAX: usize = 200;
 const ORGANIZATION_MAX: usize = 300;
 
 /// One row of a CSV or NDJSON import, every column optional until checked.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawRecord {
     pub external_id: Option<String>,
     pub community: Option<String>,

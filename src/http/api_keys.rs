@@ -30,7 +30,7 @@ pub struct KeyView {
     /// The 12 characters after `ogk_` in the key itself.
     id: String,
     name: String,
-    role: Role,
+    role: RoleBody,
     partner_id: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
@@ -43,7 +43,7 @@ impl From<KeyRecord> for KeyView {
         KeyView {
             id: record.id.to_string(),
             name: record.name,
-            role: record.role,
+            role: record.role.into(),
             partner_id: record.partner_id,
             created_at: record.created_at,
             revoked_at: record.revoked_at,
@@ -54,7 +54,7 @@ impl From<KeyRecord> for KeyView {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    role: Role,
+    role: RoleBody,
     /// Required for, and only for, partner keys.
     partner_id: Option<Uuid>,
     /// A label for people, e.g. "web checkout".
@@ -108,7 +108,7 @@ async fn create(
             format!("at most {NAME_MAX_CHARS} characters"),
         ));
     }
-    let (key, record) = create_key(&state.db, body.role, body.partner_id, name).await?;
+    let (key, record) = create_key(&state.db, body.role.into(), body.partner_id, name).await?;
     tracing::info!(key_id = %record.id, role = %record.role, "API key created");
     Ok((
         StatusCode::CREATED,
@@ -141,4 +141,37 @@ async fn revoke(
         .ok_or_else(not_found)?;
     tracing::info!(key_id = %record.id, "API key revoked");
     Ok(Json(record.into()))
+}
+
+/// What a key may do, on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Role)]
+pub enum RoleBody {
+    /// Marketers and back office: everything.
+    Admin,
+    /// E-commerce checkouts: verify consumers, issue and redeem tokens.
+    Checkout,
+    /// A partner honouring offers: sees and confirms its own redemptions.
+    Partner,
+}
+
+impl From<Role> for RoleBody {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Admin => RoleBody::Admin,
+            Role::Checkout => RoleBody::Checkout,
+            Role::Partner => RoleBody::Partner,
+        }
+    }
+}
+
+impl From<RoleBody> for Role {
+    fn from(role: RoleBody) -> Self {
+        match role {
+            RoleBody::Admin => Role::Admin,
+            RoleBody::Checkout => Role::Checkout,
+            RoleBody::Partner => Role::Partner,
+        }
+    }
 }

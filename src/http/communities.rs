@@ -33,7 +33,7 @@ pub struct CommunityView {
     display_name: String,
     subsegments: Vec<String>,
     /// Identity fields a verification must carry.
-    required_fields: Vec<IdentityField>,
+    required_fields: Vec<FieldBody>,
     /// Days a success lasts before re-verification; null: until the record ends.
     reverify_after_days: Option<i32>,
     /// Per sub-status overrides of `reverify_after_days` (null: until the record ends).
@@ -49,7 +49,12 @@ impl From<&Community> for CommunityView {
             key: c.key.clone(),
             display_name: c.display_name.clone(),
             subsegments: c.subsegments.clone(),
-            required_fields: c.required_fields.clone(),
+            required_fields: c
+                .required_fields
+                .iter()
+                .copied()
+                .map(FieldBody::from)
+                .collect(),
             reverify_after_days: c.reverify_after_days,
             subsegment_reverify: c.subsegment_reverify.clone(),
             min_age: c.min_age,
@@ -66,7 +71,7 @@ pub struct CreateCommunity {
     display_name: String,
     #[serde(default)]
     subsegments: Vec<String>,
-    required_fields: Vec<IdentityField>,
+    required_fields: Vec<FieldBody>,
     reverify_after_days: Option<i32>,
     #[serde(default)]
     subsegment_reverify: HashMap<String, Option<i32>>,
@@ -87,7 +92,7 @@ where
 pub struct ChangeCommunity {
     display_name: Option<String>,
     subsegments: Option<Vec<String>>,
-    required_fields: Option<Vec<IdentityField>>,
+    required_fields: Option<Vec<FieldBody>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i32>)]
     reverify_after_days: Option<Option<i32>>,
@@ -158,7 +163,11 @@ async fn create(
         key: body.key,
         display_name: body.display_name.trim().to_owned(),
         subsegments: body.subsegments,
-        required_fields: body.required_fields,
+        required_fields: body
+            .required_fields
+            .into_iter()
+            .map(IdentityField::from)
+            .collect(),
         reverify_after_days: body.reverify_after_days,
         subsegment_reverify: body.subsegment_reverify,
         min_age: body.min_age,
@@ -203,7 +212,7 @@ async fn change(
         community.subsegments = subsegments;
     }
     if let Some(fields) = body.required_fields {
-        community.required_fields = fields;
+        community.required_fields = fields.into_iter().map(IdentityField::from).collect();
     }
     if let Some(days) = body.reverify_after_days {
         community.reverify_after_days = days;
@@ -248,5 +257,44 @@ async fn remove(
             kind: "community_in_use",
             detail: format!("Records or memberships use `{key}`; it cannot be deleted."),
         }),
+    }
+}
+
+/// An identity field's name on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = IdentityField)]
+pub enum FieldBody {
+    Email,
+    GivenName,
+    FamilyName,
+    BirthDate,
+    Organization,
+    LicenseNumber,
+}
+
+impl From<IdentityField> for FieldBody {
+    fn from(field: IdentityField) -> Self {
+        match field {
+            IdentityField::Email => FieldBody::Email,
+            IdentityField::GivenName => FieldBody::GivenName,
+            IdentityField::FamilyName => FieldBody::FamilyName,
+            IdentityField::BirthDate => FieldBody::BirthDate,
+            IdentityField::Organization => FieldBody::Organization,
+            IdentityField::LicenseNumber => FieldBody::LicenseNumber,
+        }
+    }
+}
+
+impl From<FieldBody> for IdentityField {
+    fn from(field: FieldBody) -> Self {
+        match field {
+            FieldBody::Email => IdentityField::Email,
+            FieldBody::GivenName => IdentityField::GivenName,
+            FieldBody::FamilyName => IdentityField::FamilyName,
+            FieldBody::BirthDate => IdentityField::BirthDate,
+            FieldBody::Organization => IdentityField::Organization,
+            FieldBody::LicenseNumber => IdentityField::LicenseNumber,
+        }
     }
 }

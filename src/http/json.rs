@@ -120,7 +120,7 @@ mod tests {
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]
     struct Body {
-        role: crate::domain::api_key::Role,
+        role: super::super::api_keys::RoleBody,
         inner: Option<Inner>,
     }
 

@@ -12,11 +12,12 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::json::Json;
+use super::offer_terms::{DiscountBody, StatusBody};
 use super::problem::{ApiError, FieldError, Problem};
 use super::query::Query;
 use crate::auth::Principal;
 use crate::domain::api_key::Role;
-use crate::domain::offer::{DEFAULT_TOKEN_TTL_SECS, Discount, Offer, OfferStatus};
+use crate::domain::offer::{DEFAULT_TOKEN_TTL_SECS, Offer, OfferStatus};
 use crate::store::offers::{self, OfferFilter};
 use crate::store::stats::{self, OfferStats};
 use crate::store::{communities, partners};
@@ -37,12 +38,12 @@ pub struct OfferView {
     description: String,
     communities: Vec<String>,
     subsegments: Vec<String>,
-    discount: Discount,
+    discount: DiscountBody,
     #[serde(with = "time::serde::rfc3339::option")]
     starts_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     ends_at: Option<OffsetDateTime>,
-    status: OfferStatus,
+    status: StatusBody,
     partner_id: Option<Uuid>,
     total_cap: Option<i32>,
     per_person_limit: Option<i32>,
@@ -58,10 +59,10 @@ impl From<Offer> for OfferView {
             description: o.description,
             communities: o.communities,
             subsegments: o.subsegments,
-            discount: o.discount,
+            discount: o.discount.into(),
             starts_at: o.starts_at,
             ends_at: o.ends_at,
-            status: o.status,
+            status: o.status.into(),
             partner_id: o.partner_id,
             total_cap: o.total_cap,
             per_person_limit: o.per_person_limit,
@@ -81,8 +82,8 @@ fn default_ttl() -> i32 {
     DEFAULT_TOKEN_TTL_SECS
 }
 
-fn default_status() -> OfferStatus {
-    OfferStatus::Draft
+fn default_status() -> StatusBody {
+    StatusBody::Draft
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -96,14 +97,14 @@ pub struct OfferBody {
     /// Eligible sub-statuses; empty: all of them.
     #[serde(default)]
     subsegments: Vec<String>,
-    discount: Discount,
+    discount: DiscountBody,
     /// RFC 3339; an offset is accepted and kept as the instant it names.
     #[serde(default, with = "time::serde::rfc3339::option")]
     starts_at: Option<OffsetDateTime>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     ends_at: Option<OffsetDateTime>,
     #[serde(default = "default_status")]
-    status: OfferStatus,
+    status: StatusBody,
     partner_id: Option<Uuid>,
     /// "50 free flights": redeemed plus outstanding tokens never exceed it.
     total_cap: Option<i32>,
@@ -124,8 +125,8 @@ pub struct ListParams {
     /// Only offers for this community.
     community: Option<String>,
     /// Admins only: filter by status.
-    #[param(value_type = Option<OfferStatus>)]
-    status: Option<OfferStatus>,
+    #[param(value_type = Option<StatusBody>)]
+    status: Option<StatusBody>,
 }
 
 async fn checked(state: &AppState, id: Uuid, body: OfferBody) -> Result<Offer, ApiError> {
@@ -135,10 +136,10 @@ async fn checked(state: &AppState, id: Uuid, body: OfferBody) -> Result<Offer, A
         description: body.description,
         communities: body.communities,
         subsegments: body.subsegments,
-        discount: body.discount,
+        discount: body.discount.into(),
         starts_at: body.starts_at,
         ends_at: body.ends_at,
-        status: body.status,
+        status: body.status.into(),
         partner_id: body.partner_id,
         total_cap: body.total_cap,
         per_person_limit: body.per_person_limit,
@@ -190,7 +191,7 @@ async fn list(
     let principal = caller.require(ANY_ROLE)?;
     let filter = match principal.role {
         Role::Admin => OfferFilter {
-            status: params.status,
+            status: params.status.map(OfferStatus::from),
             community: params.community.as_deref(),
             partner_id: None,
         },
@@ -200,7 +201,7 @@ async fn list(
             return Ok(Json(listed.map(OfferView::from).collect()));
         }
         Role::Partner => OfferFilter {
-            status: params.status,
+            status: params.status.map(OfferStatus::from),
             community: params.community.as_deref(),
             partner_id: Some(principal.partner_id.unwrap_or(Uuid::nil())),
         },

@@ -8,9 +8,9 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::auth::Caller;
 use super::json::Json;
+use super::person::PersonBody;
 use super::problem::{ApiError, Problem};
 use crate::domain::api_key::Role;
-use crate::domain::identity::RawIdentity;
 use crate::usecases::erase::{self, Erasure};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -20,7 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EraseRequest {
-    person: RawIdentity,
+    person: PersonBody,
 }
 
 /// Forget a person named by identity fields: their memberships are deleted
@@ -37,7 +37,7 @@ async fn erase_person(
     Json(body): Json<EraseRequest>,
 ) -> Result<Json<ErasureView>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let erased = erase::erase(&state.db, &state.indexer, &body.person).await?;
+    let erased = erase::erase(&state.db, &state.indexer, &body.person.into()).await?;
     tracing::info!(
         memberships = erased.memberships_removed,
         attempts = erased.attempts_unlinked,

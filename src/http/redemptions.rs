@@ -13,10 +13,10 @@ use super::AppState;
 use super::auth::Caller;
 use super::idempotency;
 use super::json::Json;
+use super::offer_terms::DiscountBody;
 use super::problem::{ApiError, Problem};
 use super::query::Query;
 use crate::domain::api_key::Role;
-use crate::domain::offer::Discount;
 use crate::store::redemptions::{self, Redemption, RedemptionFilter};
 use crate::usecases::confirm::{self, Confirmed};
 use crate::usecases::idempotency::Keyed;
@@ -49,7 +49,7 @@ pub struct RedeemedView {
     id: Uuid,
     offer_id: Uuid,
     /// The discount to apply.
-    discount: Discount,
+    discount: DiscountBody,
     #[serde(with = "time::serde::rfc3339")]
     redeemed_at: OffsetDateTime,
 }
@@ -108,7 +108,7 @@ async fn redeem(
             axum::Json(RedeemedView {
                 id: redeemed.id,
                 offer_id: redeemed.offer_id,
-                discount: redeemed.discount,
+                discount: redeemed.discount.into(),
                 redeemed_at: redeemed.redeemed_at,
             }),
         )

@@ -16,10 +16,10 @@ use super::auth::Caller;
 use super::client_address::ClientAddress;
 use super::idempotency;
 use super::json::Json;
+use super::person::PersonBody;
 use super::problem::{ApiError, Problem};
 use super::tokens::TokenView;
 use crate::domain::api_key::Role;
-use crate::domain::identity::RawIdentity;
 use crate::usecases::idempotency::Keyed;
 use crate::usecases::issue_token::Refusal;
 use crate::usecases::verify::{self, Origin, Outcome, Request, Verification};
@@ -35,7 +35,7 @@ pub struct VerificationRequest {
     community: String,
     /// Require this sub-status, e.g. `veteran`.
     subsegment: Option<String>,
-    person: RawIdentity,
+    person: PersonBody,
     /// Must be true: the consumer agreed to be verified.
     consent: bool,
     /// The checkout's own reference for the consumer (stored only as a keyed hash).
@@ -119,7 +119,7 @@ async fn verify(
     };
     let request = Request {
         subsegment: body.subsegment.clone(),
-        person: body.person.clone(),
+        person: body.person.clone().into(),
         consent: body.consent,
         customer_ref: body.customer_ref.clone(),
         offer_id: body.offer_id,

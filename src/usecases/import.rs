@@ -490,8 +490,8 @@ where
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<RawRecord>(&line) {
-            Ok(raw) => writer.accept(line_number, raw),
+        match serde_json::from_str::<RecordLine>(&line) {
+            Ok(raw) => writer.accept(line_number, raw.into()),
             Err(error) => {
                 writer.report.rows_read += 1;
                 let message = match error.to_string().rfind(" at line ") {
@@ -504,4 +504,40 @@ where
         after_row(writer, options).await?;
     }
     Ok(())
+}
+
+/// One NDJSON line: the record's columns as JSON members, unknown members
+/// refused.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordLine {
+    external_id: Option<String>,
+    community: Option<String>,
+    subsegment: Option<String>,
+    organization: Option<String>,
+    email: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    birth_date: Option<String>,
+    license_number: Option<String>,
+    valid_from: Option<String>,
+    valid_until: Option<String>,
+}
+
+impl From<RecordLine> for RawRecord {
+    fn from(line: RecordLine) -> Self {
+        RawRecord {
+            external_id: line.external_id,
+            community: line.community,
+            subsegment: line.subsegment,
+            organization: line.organization,
+            email: line.email,
+            given_name: line.given_name,
+            family_name: line.family_name,
+            birth_date: line.birth_date,
+            license_number: line.license_number,
+            valid_from: line.valid_from,
+            valid_until: line.valid_until,
+        }
+    }
 }

@@ -164,7 +164,17 @@ impl Processes {
             .unwrap();
         let waited = failed_at.elapsed();
 
-        let error = first.expect_err("the faulty process answered");
+        let error = match first {
+            Err(error) => error,
+            Ok(answer) => {
+                let status = answer.status();
+                let log = self.servers[VICTIM].log.lock().unwrap().join("\n");
+                panic!(
+                    "the faulty process answered {status}: {:?}\n{log}",
+                    answer.text().await
+                );
+            }
+        };
         assert!(!error.is_timeout(), "{error:?}");
         // The process died at the point, after the commit, not before it.
         let status = self.servers[VICTIM].wait(Duration::from_secs(5));

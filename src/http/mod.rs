@@ -120,9 +120,18 @@ impl App {
         self.catalog.forget_communities();
     }
 
-    /// An active offer by id, from the catalogue.
+    /// An active offer by id, from the catalogue; one missing from it is
+    /// looked up, as it may have been activated on another process moments
+    /// ago. (One paused elsewhere may still be found here for a few seconds;
+    /// issuance checks the offer's own row, so no token comes of it.)
     pub async fn active_offer(&self, id: uuid::Uuid) -> Result<Option<Arc<Offer>>, ApiError> {
-        Ok(self.catalog.active_offer(id).await?)
+        if let Some(offer) = self.catalog.active_offer(id).await? {
+            return Ok(Some(offer));
+        }
+        Ok(crate::store::offers::get(&self.db, id)
+            .await?
+            .filter(|o| o.status == crate::domain::offer::OfferStatus::Active)
+            .map(Arc::new))
     }
 }
 

@@ -57,7 +57,7 @@ pub struct Answer<T> {
 
 /// A retry raced the first call and lost on the key's primary key: the
 /// whole call rolled back, and a new call reads the first answer.
-pub fn lost_key_race(error: &sqlx::Error) -> bool {
+fn lost_key_race(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .is_some_and(|e| e.constraint() == Some("idempotency_keys_pkey"))
@@ -65,4 +65,20 @@ pub fn lost_key_race(error: &sqlx::Error) -> bool {
 
 /// How many times a call is made again after losing a key race (the second
 /// call finds the winner's answer; more is only for safety).
-pub const KEY_RACE_RETRIES: usize = 3;
+const KEY_RACE_RETRIES: usize = 3;
+
+/// Makes a keyed call, and makes it again when it lost a key race, so that
+/// it reads the winner's answer.
+pub async fn past_key_races<T, F, Fut>(mut call: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut races = 0;
+    loop {
+        match call().await {
+            Err(error) if lost_key_race(&error) && races < KEY_RACE_RETRIES => races += 1,
+            other => return other,
+        }
+    }
+}

@@ -10,7 +10,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::idempotency::{Answer, KEY_RACE_RETRIES, Keyed, lost_key_race};
+use super::idempotency::{Answer, Keyed, past_key_races};
 use crate::faults;
 use crate::signing::{KeyError, KeyRing, TokenClaims};
 use crate::store::tokens::{self, IssueCall, TokenRow};
@@ -133,13 +133,7 @@ pub async fn issue(
         membership_id: request.membership_id,
         kid: signer.kid(),
     };
-    let mut races = 0;
-    let row = loop {
-        match tokens::issue(db, &call).await {
-            Err(error) if lost_key_race(&error) && races < KEY_RACE_RETRIES => races += 1,
-            other => break other?,
-        }
-    };
+    let row = past_key_races(|| tokens::issue(db, &call)).await?;
     faults::point("issue.after_commit");
     if row.replayed && row.request_hash != call.request_hash {
         return Err(IssueError::KeyReused);

@@ -8,7 +8,7 @@
 
 use uuid::Uuid;
 
-use super::idempotency::{Answer, KEY_RACE_RETRIES, Keyed, lost_key_race};
+use super::idempotency::{Answer, Keyed, past_key_races};
 use crate::faults;
 use crate::signing::{KeyRing, TokenClaims, TokenError};
 use crate::store::redemptions::{self, RedeemCall};
@@ -89,13 +89,7 @@ pub async fn redeem(
         order_ref: request.order_ref,
         amount_minor: request.amount_minor,
     };
-    let mut races = 0;
-    let row = loop {
-        match redemptions::redeem(db, &call).await {
-            Err(error) if lost_key_race(&error) && races < KEY_RACE_RETRIES => races += 1,
-            other => break other?,
-        }
-    };
+    let row = past_key_races(|| redemptions::redeem(db, &call)).await?;
     faults::point("redeem.after_commit");
     if row.replayed && row.request_hash != call.request_hash {
         return Err(RedeemError::KeyReused);

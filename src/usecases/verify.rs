@@ -7,7 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::idempotency::{Answer, KEY_RACE_RETRIES, Keyed, lost_key_race};
+use super::idempotency::{Answer, Keyed, past_key_races};
 use super::issue_token::{Granted, Refusal, granted_or_refused};
 use crate::domain::Invalid;
 use crate::domain::blind::{BlindIndexer, LimitSubject};
@@ -238,13 +238,7 @@ pub async fn verify(
             _ => None,
         },
     };
-    let mut races = 0;
-    let row = loop {
-        match verifications::verify(db, &call).await {
-            Err(error) if lost_key_race(&error) && races < KEY_RACE_RETRIES => races += 1,
-            other => break other?,
-        }
-    };
+    let row = past_key_races(|| verifications::verify(db, &call)).await?;
     faults::point("verify.after_commit");
     if row.replayed && row.request_hash != call.request_hash {
         return Err(VerifyError::KeyReused);

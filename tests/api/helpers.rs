@@ -263,7 +263,10 @@ pub fn offergate_command(database_url: &str) -> std::process::Command {
         .env_remove("OFFERGATE_PROFILE")
         .env("DATABASE_URL", database_url)
         .env("OFFERGATE_LOG__FORMAT", "json")
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        // Several tests run server processes at once, each with its pool, on
+        // one PostgreSQL that allows 100 connections.
+        .env("OFFERGATE_DATABASE__MAX_CONNECTIONS", "8");
     command
 }
 

@@ -43,7 +43,10 @@ pub async fn fresh_database(name: &str) -> PgPool {
         .execute(&mut admin)
         .await
         .expect("create");
-    let pool = PgPool::connect(&server_url(name))
+    // Few connections: the server under test and pgbench need the rest.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&server_url(name))
         .await
         .expect("connect bench db");
     offergate::db::migrate(&pool).await.expect("migrate");
@@ -93,6 +96,13 @@ pub struct PgbenchScript {
     pub path: PathBuf,
 }
 
+/// A pgbench run: its load, and the most transactions one client ran (a
+/// script that takes fresh rows per client must not run out of them).
+pub struct PgbenchRun {
+    pub load: Load,
+    pub busiest_client: u64,
+}
+
 pub fn pgbench(
     database: &str,
     scripts: &[PgbenchScript],
@@ -101,7 +111,7 @@ pub fn pgbench(
     concurrency: usize,
     dir: &Path,
     tag: &str,
-) -> Load {
+) -> PgbenchRun {
     let log_prefix = dir.join(format!("log-{tag}"));
     let mut command = Command::new("pgbench");
     command
@@ -121,25 +131,46 @@ pub fn pgbench(
     for script in scripts {
         command.arg("-f").arg(&script.path);
     }
-    let output = command.current_dir(dir).output().expect("pgbench runs");
-    assert!(
-        output.status.success(),
-        "pgbench: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let remove_logs = || {
+        for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(&format!("log-{tag}")) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    };
+    // The PostgreSQL server may be shared: when other work holds all its
+    // connections, wait for them rather than fail the whole benchmark.
+    let mut attempts = 0;
+    let output = loop {
+        let output = command.current_dir(dir).output().expect("pgbench runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() {
+            break output;
+        }
+        attempts += 1;
+        assert!(
+            stderr.contains("too many clients") && attempts < 20,
+            "pgbench: {stderr}"
+        );
+        remove_logs();
+        std::thread::sleep(Duration::from_secs(3));
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let mut latencies = Vec::new();
+    let mut per_client = std::collections::HashMap::<u64, u64>::new();
     for entry in std::fs::read_dir(dir).expect("dir") {
         let path = entry.expect("entry").path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with(&format!("log-{tag}")) {
+            // Each line: client id, transaction number, latency (µs), ...
             for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
-                if let Some(us) = line
-                    .split_whitespace()
-                    .nth(2)
-                    .and_then(|v| v.parse::<u64>().ok())
-                {
+                let mut fields = line.split_whitespace();
+                let client = fields.next().and_then(|v| v.parse::<u64>().ok());
+                let us = fields.nth(1).and_then(|v| v.parse::<u64>().ok());
+                if let (Some(client), Some(us)) = (client, us) {
                     latencies.push(us);
+                    *per_client.entry(client).or_default() += 1;
                 }
             }
             let _ = std::fs::remove_file(&path);
@@ -152,11 +183,14 @@ pub fn pgbench(
         .and_then(|l| l.split_whitespace().nth(2))
         .and_then(|v| v.parse::<f64>().ok())
         .expect("pgbench prints tps");
-    Load {
-        requests: latencies.len(),
-        elapsed: Duration::from_secs_f64(latencies.len() as f64 / tps),
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
+    PgbenchRun {
+        load: Load {
+            requests: latencies.len(),
+            elapsed: Duration::from_secs_f64(latencies.len() as f64 / tps),
+            p50_ms: percentile(&latencies, 0.50),
+            p99_ms: percentile(&latencies, 0.99),
+        },
+        busiest_client: per_client.values().copied().max().unwrap_or(0),
     }
 }
 
@@ -169,13 +203,20 @@ impl Drop for Server {
     }
 }
 
+/// Failed verifications the server under test allows per API key: every
+/// attempt of a benchmark comes from one key.
+pub const PER_KEY_LIMIT: i32 = 100_000_000;
+
 pub fn start_server(database: &str, port: u16) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_offergate"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", server_url(database))
         .env("OFFERGATE_LOG__FILTER", "warn")
-        .env("OFFERGATE_VERIFICATION__MAX_FAILURES_PER_KEY", "100000000")
+        .env(
+            "OFFERGATE_VERIFICATION__MAX_FAILURES_PER_KEY",
+            PER_KEY_LIMIT.to_string(),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -193,32 +234,49 @@ pub fn print_load(name: &str, load: &Load) {
     );
 }
 
-/// Runs `concurrency` workers for `seconds`, each sending the requests
-/// `request(worker, k)` builds one after another; every answer must be 2xx.
-pub async fn drive<F>(seconds: u64, concurrency: usize, request: F) -> Load
+/// How a load run sends its requests.
+#[derive(Debug, Clone, Copy)]
+pub enum Pace {
+    /// Each worker sends its next request as soon as the last is answered.
+    Closed,
+    /// The workers together send this many requests a second, each on its
+    /// schedule; a latency counts from the moment its request was due, so an
+    /// answer that comes late and delays the next is not hidden (as wrk2
+    /// measures).
+    Rate(f64),
+}
+
+/// Runs `concurrency` workers for `seconds`, each running `step(worker, k)`
+/// for its k-th request (or journey) one after another; a step panics on
+/// any failure.
+pub async fn drive<F, Fut>(seconds: u64, concurrency: usize, pace: Pace, step: F) -> Load
 where
-    F: Fn(usize, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let request = std::sync::Arc::new(request);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let step = std::sync::Arc::new(step);
     let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let request = request.clone();
+            let step = step.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut k = 0u64;
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    let response = request(worker, k).send().await.expect("request");
-                    let status = response.status();
-                    let body = response.bytes().await.expect("body");
-                    assert!(
-                        status.is_success(),
-                        "{status}: {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                    latencies.push(sent.elapsed().as_micros() as u64);
+                loop {
+                    let due = match pace {
+                        Pace::Closed => Instant::now(),
+                        Pace::Rate(rate) => {
+                            let slot = k as f64 * concurrency as f64 + worker as f64;
+                            started + Duration::from_secs_f64(slot / rate)
+                        }
+                    };
+                    if due >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                    step(worker, k).await;
+                    latencies.push(due.elapsed().as_micros() as u64);
                     k += 1;
                 }
                 latencies
@@ -237,6 +295,16 @@ where
         p50_ms: percentile(&all, 0.50),
         p99_ms: percentile(&all, 0.99),
     }
+}
+
+/// Sends a request and returns the answer's body; anything but a 2xx
+/// fails the run.
+pub async fn expect_success(request: reqwest::RequestBuilder) -> String {
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let body = response.text().await.expect("body");
+    assert!(status.is_success(), "{status}: {body}");
+    body
 }
 
 /// A free port on the loopback, for a server process.
@@ -284,12 +352,15 @@ fn duration_ms(text: &str) -> f64 {
     }
 }
 
+/// wrk's threads: one per core of the machine it shares.
+pub const WRK_THREADS: usize = 2;
+
 /// Runs wrk with a Lua script against `url`: two threads, `concurrency`
-/// connections, `seconds` long.
-pub fn wrk(url: &str, script: &Path, seconds: u64, concurrency: usize) -> Load {
+/// connections, `seconds` long; `args` go to the script's `init`.
+pub fn wrk(url: &str, script: &Path, args: &[String], seconds: u64, concurrency: usize) -> Load {
     let output = Command::new("wrk")
         .args([
-            "-t2",
+            &format!("-t{WRK_THREADS}"),
             "-c",
             &concurrency.to_string(),
             "-d",
@@ -299,6 +370,8 @@ pub fn wrk(url: &str, script: &Path, seconds: u64, concurrency: usize) -> Load {
         ])
         .arg(script)
         .arg(url)
+        .arg("--")
+        .args(args)
         .output()
         .expect("wrk runs");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -307,7 +380,10 @@ pub fn wrk(url: &str, script: &Path, seconds: u64, concurrency: usize) -> Load {
         "wrk: {text}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(!text.contains("Non-2xx"), "wrk saw failures:\n{text}");
+    assert!(
+        !text.contains("Non-2xx"),
+        "wrk saw failures (a script that ran out of fresh rows asks for /exhausted):\n{text}"
+    );
     let field = |prefix: &str| {
         text.lines()
             .map(str::trim)

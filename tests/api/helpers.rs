@@ -265,8 +265,10 @@ pub fn offergate_command(database_url: &str) -> std::process::Command {
         .env("OFFERGATE_LOG__FORMAT", "json")
         .env("RUST_LOG", "info")
         // Several tests run server processes at once, each with its pool, on
-        // one PostgreSQL that allows 100 connections.
-        .env("OFFERGATE_DATABASE__MAX_CONNECTIONS", "8");
+        // one PostgreSQL that allows 100 connections; with fewer connections
+        // a storm's requests queue longer for one, so they may wait longer.
+        .env("OFFERGATE_DATABASE__MAX_CONNECTIONS", "8")
+        .env("OFFERGATE_DATABASE__ACQUIRE_TIMEOUT_SECS", "15");
     command
 }
 

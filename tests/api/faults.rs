@@ -303,7 +303,7 @@ async fn a_verification_with_a_token_from_a_process_that_died_is_replayed_withou
         ))
         .bearer_auth(&processes.admin)
         .header("content-type", "text/csv")
-        .body(ROSTER)
+        .body(ROSTER.as_str())
         .send()
         .await
         .unwrap();

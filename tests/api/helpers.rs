@@ -354,8 +354,45 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The roster the verification tests use, as a CSV file would hold it.
-pub const ROSTER: &str = include_str!("../../examples/roster.csv");
+/// A date `days` from today (UTC, negative for the past), as YYYY-MM-DD.
+pub fn days_from_today(days: i64) -> String {
+    let date = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// How long the roster's current records run: their `valid_until` is this
+/// many days from today, so a membership ends the midnight after.
+pub const ROSTER_RECORDS_END_IN_DAYS: i64 = 220;
+
+/// The roster the verification tests use, as a CSV file would hold it: the
+/// rows of `examples/roster.csv`, with dates relative to today, so the tests
+/// pass on any date. The students' year started 80 days ago and ends in 220
+/// days; Maya Okafor's record ended 500 days ago; Elizabeth Nguyen serves
+/// for 400 more days.
+pub static ROSTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let (year_start, year_end) = (
+        days_from_today(-80),
+        days_from_today(ROSTER_RECORDS_END_IN_DAYS),
+    );
+    let (graduated_from, graduated_until) = (days_from_today(-1900), days_from_today(-500));
+    let service_end = days_from_today(400);
+    format!(
+        "external_id,community,subsegment,organization,email,given_name,family_name,birth_date,license_number,valid_from,valid_until\n\
+         stu-001,student,college,State University,ana.lima@state.edu,Ana,Lima,2004-03-09,,{year_start},{year_end}\n\
+         stu-002,student,college,State University,robert.oneill@state.edu,Robert,O'Neill,2003-11-21,,{year_start},{year_end}\n\
+         stu-003,student,high_school,Lincoln High,,Zoë,Müller-Lüdenscheidt,2009-01-15,,{year_start},{year_end}\n\
+         stu-004,student,college,State University,old.grad@state.edu,Maya,Okafor,1999-05-02,,{graduated_from},{graduated_until}\n\
+         tch-001,teacher,,Lincoln High,j.baptiste@lincoln.k12.us,Jean,Baptiste,1981-07-04,,,\n\
+         vet-001,military,veteran,,,William,Carter,1962-02-14,,,\n\
+         vet-002,military,active_duty,,,Elizabeth,Nguyen,1994-08-30,,,{service_end}\n\
+         bad-001,student,college,State University,not-an-email,Sam,Bad,2004-13-45,,,\n"
+    )
+});
 
 impl TestApp {
     pub async fn import(
@@ -378,7 +415,7 @@ impl TestApp {
     /// Imports the example roster, skipping its one bad row.
     pub async fn import_roster(&self, admin: &str) -> serde_json::Value {
         let response = self
-            .import(admin, "source=demo&on_error=skip", "text/csv", ROSTER)
+            .import(admin, "source=demo&on_error=skip", "text/csv", &ROSTER)
             .await;
         assert_eq!(response.status(), 200);
         response.json().await.expect("report")

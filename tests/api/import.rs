@@ -8,7 +8,7 @@ async fn one_bad_row_commits_nothing_and_is_named_field_by_field() {
     let app = spawn_app().await;
     let admin = app.key(Role::Admin).await;
 
-    let response = app.import(&admin, "source=demo", "text/csv", ROSTER).await;
+    let response = app.import(&admin, "source=demo", "text/csv", &ROSTER).await;
 
     let problem = assert_problem(response, 422, "import_rejected").await;
     assert_eq!(problem["rejected_total"], 1);
@@ -47,11 +47,15 @@ async fn ndjson_imports_like_csv() {
     let app = spawn_app().await;
     let admin = app.key(Role::Admin).await;
     let body = [
-        r#"{"external_id":"n-1","community":"nurse","family_name":"Okoye","license_number":"RN-1234"}"#,
-        "",
-        r#"{"external_id":"n-2","community":"nurse","email":"kim@hospital.org","valid_until":"2027-01-01T00:00:00Z"}"#,
-        r#"{"external_id":"n-3","community":"nurse","emial":"typo@hospital.org"}"#,
-        r#"not json"#,
+        r#"{"external_id":"n-1","community":"nurse","family_name":"Okoye","license_number":"RN-1234"}"#
+            .to_owned(),
+        String::new(),
+        format!(
+            r#"{{"external_id":"n-2","community":"nurse","email":"kim@hospital.org","valid_until":"{}T00:00:00Z"}}"#,
+            crate::helpers::days_from_today(200)
+        ),
+        r#"{"external_id":"n-3","community":"nurse","emial":"typo@hospital.org"}"#.to_owned(),
+        r#"not json"#.to_owned(),
     ]
     .join("\n");
 
@@ -226,12 +230,12 @@ async fn bad_import_requests_are_clear_4xx_problems() {
     let body = assert_problem(unknown_column, 400, "bad_request").await;
     assert!(body["detail"].as_str().unwrap().contains("emial"));
 
-    let no_source = app.import(&admin, "mode=upsert", "text/csv", ROSTER).await;
+    let no_source = app.import(&admin, "mode=upsert", "text/csv", &ROSTER).await;
     let body = assert_problem(no_source, 422, "validation_failed").await;
     assert_eq!(body["errors"][0]["field"], "source");
 
     let bad_mode = app
-        .import(&admin, "source=x&mode=merge", "text/csv", ROSTER)
+        .import(&admin, "source=x&mode=merge", "text/csv", &ROSTER)
         .await;
     let body = assert_problem(bad_mode, 422, "validation_failed").await;
     assert_eq!(body["errors"][0]["field"], "mode");
@@ -241,7 +245,7 @@ async fn bad_import_requests_are_clear_4xx_problems() {
         .await;
     assert_problem(json, 415, "unsupported_media_type").await;
 
-    let not_admin = app.import(&checkout, "source=x", "text/csv", ROSTER).await;
+    let not_admin = app.import(&checkout, "source=x", "text/csv", &ROSTER).await;
     assert_problem(not_admin, 403, "forbidden").await;
     assert_eq!(
         app.count("SELECT count(*) FROM verification_records").await,

@@ -4,7 +4,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::helpers::{
-    ServerProcess, TestDatabase, assert_problem, spawn_app, spawn_app_with, student,
+    ROSTER_RECORDS_END_IN_DAYS, ServerProcess, TestDatabase, assert_problem, days_from_today,
+    spawn_app, spawn_app_with, student,
 };
 
 async fn answer(response: reqwest::Response) -> Value {
@@ -33,7 +34,11 @@ async fn a_listed_student_verifies_until_the_record_ends() {
     assert_eq!(verified["status"], "verified");
     assert_eq!(verified["community"], "student");
     assert_eq!(verified["subsegment"], "college");
-    assert_eq!(verified["expires_at"], "2027-07-01T00:00:00Z");
+    let day_after_the_record_ends = days_from_today(ROSTER_RECORDS_END_IN_DAYS + 1);
+    assert_eq!(
+        verified["expires_at"],
+        format!("{day_after_the_record_ends}T00:00:00Z")
+    );
     assert!(verified["membership_id"].is_string());
 }
 
@@ -172,10 +177,15 @@ async fn a_teacher_re_verifies_after_a_year() {
 async fn the_senior_age_gate_uses_the_birth_date_given() {
     let app = spawn_app().await;
     let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
-    let seniors = "external_id,community,given_name,family_name,birth_date\n\
-                   sen-1,senior,Margaret,Hale,1950-06-01\n\
-                   sen-2,senior,Peter,Young,1990-06-01\n";
-    let imported = app.import(&admin, "source=club", "text/csv", seniors).await;
+    let (seventy, forty) = (days_from_today(-70 * 366), days_from_today(-40 * 365));
+    let seniors = format!(
+        "external_id,community,given_name,family_name,birth_date\n\
+         sen-1,senior,Margaret,Hale,{seventy}\n\
+         sen-2,senior,Peter,Young,{forty}\n"
+    );
+    let imported = app
+        .import(&admin, "source=club", "text/csv", &seniors)
+        .await;
     assert_eq!(imported.status(), 200);
     let senior = |given: &str, family: &str, born: &str| {
         json!({"community": "senior", "consent": true,
@@ -183,12 +193,12 @@ async fn the_senior_age_gate_uses_the_birth_date_given() {
     };
 
     let old_enough = answer(
-        app.verify(&checkout, senior("Peggy", "Hale", "1950-06-01"))
+        app.verify(&checkout, senior("Peggy", "Hale", &seventy))
             .await,
     )
     .await;
     let too_young = answer(
-        app.verify(&checkout, senior("Peter", "Young", "1990-06-01"))
+        app.verify(&checkout, senior("Peter", "Young", &forty))
             .await,
     )
     .await;
@@ -471,10 +481,13 @@ async fn erasure_forgets_the_person_and_keeps_the_counts() {
 async fn a_nurse_verifies_by_licence_number_and_family_name() {
     let app = spawn_app().await;
     let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
-    let board = "external_id,community,family_name,license_number,valid_until\n\
-                 rn-1,nurse,Okoye,RN 448-221,2030-01-31\n";
+    let licence_ends = days_from_today(1000);
+    let board = format!(
+        "external_id,community,family_name,license_number,valid_until\n\
+         rn-1,nurse,Okoye,RN 448-221,{licence_ends}\n"
+    );
     assert_eq!(
-        app.import(&admin, "source=board", "text/csv", board)
+        app.import(&admin, "source=board", "text/csv", &board)
             .await
             .status(),
         200
@@ -489,7 +502,8 @@ async fn a_nurse_verifies_by_licence_number_and_family_name() {
 
     assert_eq!(verified["status"], "verified");
     assert_eq!(
-        verified["expires_at"], "2030-02-01T00:00:00Z",
+        verified["expires_at"],
+        format!("{}T00:00:00Z", days_from_today(1001)),
         "until the licence ends"
     );
     assert_eq!(wrong["status"], "not_verified");

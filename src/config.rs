@@ -65,6 +65,14 @@ pub struct VerificationSettings {
     pub max_failures_per_identity: i32,
     pub max_failures_per_address: i32,
     pub max_failures_per_key: i32,
+    /// Back-off of each identity component: within the lookback, once it
+    /// has `backoff_free_failures` failures, each further attempt waits
+    /// `backoff_base_secs` doubled per failure past the free ones, at most
+    /// `backoff_max_secs`, after the last failure.
+    pub backoff_lookback_secs: u64,
+    pub backoff_free_failures: u32,
+    pub backoff_base_secs: u64,
+    pub backoff_max_secs: u64,
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
@@ -106,6 +114,14 @@ pub enum SettingsError {
         .0.join("; ")
     )]
     DevelopmentSecrets(Vec<String>),
+}
+
+impl VerificationSettings {
+    /// How long failed attempts count against some limit: strikes younger
+    /// than this must be kept.
+    pub fn longest_strike_window(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.window_secs.max(self.backoff_lookback_secs))
+    }
 }
 
 impl Settings {
@@ -174,6 +190,18 @@ impl Settings {
         {
             return Err(SettingsError::Invalid(
                 "verification: window_secs and every max_failures_* must be at least 1".into(),
+            ));
+        }
+        if v.backoff_base_secs == 0
+            || v.backoff_max_secs < v.backoff_base_secs
+            || v.backoff_lookback_secs < v.window_secs
+            || v.backoff_lookback_secs > 366 * 86_400
+            || v.backoff_max_secs > v.backoff_lookback_secs
+        {
+            return Err(SettingsError::Invalid(
+                "verification: need 1 <= backoff_base_secs <= backoff_max_secs <= \
+                 backoff_lookback_secs, window_secs <= backoff_lookback_secs <= one year"
+                    .into(),
             ));
         }
         if self.auth.max_concurrent_hashes == 0 {

@@ -43,7 +43,8 @@ impl Application {
         let listener = TcpListener::bind(settings.server.bind)
             .await
             .with_context(|| format!("binding {}", settings.server.bind))?;
-        let state = AppState::new(pool, settings)?;
+        let state = AppState::new(pool.clone(), settings)?;
+        tokio::spawn(report_outdated_records(pool));
         let router = http::app(state.clone(), settings);
         Ok(Application {
             listener,
@@ -93,6 +94,25 @@ impl Application {
                 Ok(())
             }
         }
+    }
+}
+
+/// Warns of records indexed under an older canonicalisation: their names
+/// may no longer match until their source is imported again. Also a gauge,
+/// `records_outdated_canonicalisation`. Quiet while the database is down.
+async fn report_outdated_records(pool: PgPool) {
+    let Ok(outdated) = crate::store::records::outdated(&pool).await else {
+        return;
+    };
+    let total: i64 = outdated.iter().map(|(_, count)| count).sum();
+    ::metrics::gauge!("records_outdated_canonicalisation").set(total as f64);
+    for (source, count) in outdated {
+        tracing::warn!(
+            source,
+            count,
+            canon_version = crate::domain::identity::CANON_VERSION,
+            "records indexed under an older canonicalisation: import this source again"
+        );
     }
 }
 

@@ -113,7 +113,7 @@ pub async fn memberships(pool: &PgPool, range: Range) {
 /// a person of its own, expiring in a day.
 pub async fn tokens(pool: &PgPool, range: Range, offer: Uuid, kid: &str) {
     sqlx::query(
-        "INSERT INTO tokens (id, offer_id, person_key, community, kid, expires_at)
+        "INSERT INTO tokens (id, offer_id, place_key, community, kid, expires_at)
          SELECT lpad(to_hex(n), 32, '0')::uuid, $3, decode(lpad(to_hex(n), 32, '0'), 'hex'),
                 'student', $4, now() + interval '1 day'
          FROM generate_series($1::bigint, $2::bigint - 1) AS n",

@@ -6,7 +6,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use time::Date;
 
-use super::identity::Identity;
+use super::identity::{Identity, IdentityField};
 
 pub const INDEX_LEN: usize = 16;
 pub type BlindIndex = [u8; INDEX_LEN];
@@ -23,13 +23,45 @@ pub struct BlindIndexer {
 #[error("the blind index key must be 32 bytes written as 64 hex digits")]
 pub struct InvalidIndexKey;
 
-/// The blind indexes a record is matched by.
+/// The blind indexes a record is matched by, and the field agreements that
+/// check every other field it holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MatchKeys {
     pub email: Option<BlindIndex>,
     pub name_dob: Option<BlindIndex>,
     pub license: Option<BlindIndex>,
+    /// One index per (match key, other field) in [`AGREEMENTS`] order, where
+    /// both are known.
+    pub agreement: [Option<BlindIndex>; AGREEMENTS.len()],
 }
+
+/// The match keys: e-mail; given name + family name + birth date; licence
+/// number + family name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKey {
+    Email,
+    NameDob,
+    License,
+}
+
+/// The fields a match key does not cover, each checked bound to that key:
+/// a record found by e-mail must also agree on the names, birth date and
+/// licence it holds, and so on. An agreement index covers the match key's
+/// values and the field's value together, so it is as rare as the person:
+/// a dump cannot group records by family name or birth date, as indexes of
+/// single fields would let it. Matching keys are equal (the record match
+/// requires it), so equal agreements mean equal fields.
+pub const AGREEMENTS: [(MatchKey, IdentityField); 9] = [
+    (MatchKey::Email, IdentityField::GivenName),
+    (MatchKey::Email, IdentityField::FamilyName),
+    (MatchKey::Email, IdentityField::BirthDate),
+    (MatchKey::Email, IdentityField::LicenseNumber),
+    (MatchKey::NameDob, IdentityField::Email),
+    (MatchKey::NameDob, IdentityField::LicenseNumber),
+    (MatchKey::License, IdentityField::Email),
+    (MatchKey::License, IdentityField::GivenName),
+    (MatchKey::License, IdentityField::BirthDate),
+];
 
 /// What failed attempts are counted against, each on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +71,16 @@ pub enum LimitSubject {
     License,
     ClientAddress,
     ApiKey,
+}
+
+impl MatchKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKey::Email => "email",
+            MatchKey::NameDob => "name-dob",
+            MatchKey::License => "license",
+        }
+    }
 }
 
 impl LimitSubject {
@@ -88,27 +130,40 @@ impl BlindIndexer {
     }
 
     pub fn match_keys(&self, identity: &Identity) -> MatchKeys {
-        let name_dob = match (
-            &identity.given_name,
-            &identity.family_name,
-            identity.birth_date,
-        ) {
-            (Some(given), Some(family), Some(born)) => {
-                Some(self.index("match:name-dob", &[given, family, &iso_date(born)]))
+        let born = identity.birth_date.map(iso_date);
+        let field = |field: IdentityField| -> Option<&str> {
+            match field {
+                IdentityField::Email => identity.email.as_deref(),
+                IdentityField::GivenName => identity.given_name.as_deref(),
+                IdentityField::FamilyName => identity.family_name.as_deref(),
+                IdentityField::BirthDate => born.as_deref(),
+                IdentityField::LicenseNumber => identity.license_number.as_deref(),
+                IdentityField::Organization => None,
             }
-            _ => None,
         };
-        let license = match (&identity.license_number, &identity.family_name) {
-            (Some(license), Some(family)) => Some(self.index("match:license", &[license, family])),
-            _ => None,
+        let key_values = |key: MatchKey| -> Option<Vec<&str>> {
+            let fields: &[IdentityField] = match key {
+                MatchKey::Email => &[IdentityField::Email],
+                MatchKey::NameDob => &[
+                    IdentityField::GivenName,
+                    IdentityField::FamilyName,
+                    IdentityField::BirthDate,
+                ],
+                MatchKey::License => &[IdentityField::LicenseNumber, IdentityField::FamilyName],
+            };
+            fields.iter().map(|f| field(*f)).collect()
         };
+        let agreement = AGREEMENTS.map(|(key, other)| {
+            let mut parts = key_values(key)?;
+            parts.push(field(other)?);
+            let purpose = format!("agree:{}:{other}", key.as_str());
+            Some(self.index(&purpose, &parts))
+        });
         MatchKeys {
-            email: identity
-                .email
-                .as_ref()
-                .map(|e| self.index("match:email", &[e])),
-            name_dob,
-            license,
+            email: key_values(MatchKey::Email).map(|v| self.index("match:email", &v)),
+            name_dob: key_values(MatchKey::NameDob).map(|v| self.index("match:name-dob", &v)),
+            license: key_values(MatchKey::License).map(|v| self.index("match:license", &v)),
+            agreement,
         }
     }
 
@@ -202,6 +257,40 @@ mod tests {
         let indexer = indexer();
         assert_eq!(indexer.match_keys(&a), indexer.match_keys(&b));
         assert_eq!(indexer.person_key(&a), indexer.person_key(&b));
+    }
+
+    #[test]
+    fn agreements_bind_each_other_field_to_a_match_key() {
+        let parse = |given: &str| {
+            Identity::parse(&RawIdentity {
+                email: Some("j.baptiste@lincoln.k12.us".into()),
+                given_name: Some(given.into()),
+                family_name: Some("Baptiste".into()),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let indexer = indexer();
+        let right = indexer.match_keys(&parse("Jean"));
+        let wrong = indexer.match_keys(&parse("Zzz"));
+        assert_eq!(right.email, wrong.email);
+        let slot = |key, field| AGREEMENTS.iter().position(|a| *a == (key, field)).unwrap();
+        let given = slot(MatchKey::Email, IdentityField::GivenName);
+        let family = slot(MatchKey::Email, IdentityField::FamilyName);
+        assert!(right.agreement[given].is_some());
+        assert_ne!(right.agreement[given], wrong.agreement[given]);
+        assert_eq!(right.agreement[family], wrong.agreement[family]);
+        let born = slot(MatchKey::Email, IdentityField::BirthDate);
+        assert_eq!(right.agreement[born], None, "no birth date given");
+        // The same family name under another e-mail gives another index.
+        let other = Identity {
+            email: Some("other@lincoln.k12.us".into()),
+            ..parse("Jean")
+        };
+        assert_ne!(
+            indexer.match_keys(&other).agreement[family],
+            right.agreement[family]
+        );
     }
 
     #[test]

@@ -13,6 +13,13 @@ use super::nicknames::given_name_for;
 
 const FIELD_MAX_CHARS: usize = 320;
 
+/// The version of the canonical forms below. Every blind index written
+/// carries it (records keep it beside their indexes), so a change of
+/// canonicalisation shows up as records of an older version to re-import,
+/// not as members who silently stop matching. Version 2 folds the Latin
+/// letters that decomposition leaves whole (Ł, Ø, Đ, Æ, Þ, ...).
+pub const CANON_VERSION: i16 = 2;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdentityField {
     Email,
@@ -55,8 +62,18 @@ impl fmt::Display for IdentityField {
     }
 }
 
+/// Whether `c` is a letter of the Latin script beyond ASCII: the blocks
+/// Latin-1 Supplement to Latin Extended-B, IPA, Latin Extended Additional,
+/// -C and -D. Letters of other scripts (Cyrillic, Greek, Han, ...) are kept
+/// as they are: transliterating them would make different names alike.
+fn is_extended_latin(c: char) -> bool {
+    matches!(c as u32, 0x00C0..=0x02AF | 0x1E00..=0x1EFF | 0x2C60..=0x2C7F | 0xA720..=0xA7FF)
+}
+
 /// Letters and digits only, accents and case folded, compatibility forms
 /// (full-width, ligatures) unfolded: spaces, hyphens and apostrophes vanish.
+/// Latin letters that carry no combining accent (Ł, Ø, Đ, ß, Æ, ı) fold to
+/// their ASCII spelling, as people type them on a keyboard without them.
 pub fn canonical_text(raw: &str) -> String {
     let lowered = raw.nfkd().collect::<String>().to_lowercase();
     let mut canonical = String::with_capacity(lowered.len());
@@ -64,11 +81,14 @@ pub fn canonical_text(raw: &str) -> String {
         if is_combining_mark(c) || !c.is_alphanumeric() {
             continue;
         }
-        // The two folds `to_lowercase` leaves out that matter for names.
-        match c {
-            'ß' => canonical.push_str("ss"),
-            'ı' => canonical.push('i'),
-            other => canonical.push(other),
+        match deunicode::deunicode_char(c) {
+            Some(ascii) if is_extended_latin(c) => canonical.extend(
+                ascii
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .map(|a| a.to_ascii_lowercase()),
+            ),
+            _ => canonical.push(c),
         }
     }
     canonical
@@ -250,6 +270,24 @@ mod tests {
     }
 
     #[test]
+    fn latin_letters_without_a_combining_accent_fold_too() {
+        assert_eq!(canonical_text("Łukasz Wałęsa"), "lukaszwalesa");
+        assert_eq!(canonical_text("Øystein Sørensen"), "oysteinsorensen");
+        assert_eq!(canonical_text("Đorđe"), "dorde");
+        assert_eq!(canonical_text("Ærøskøbing"), "aeroskobing");
+        assert_eq!(canonical_text("Yıldız"), "yildiz");
+        assert_eq!(canonical_text("Þórunn"), "thorunn");
+    }
+
+    #[test]
+    fn other_scripts_keep_their_letters() {
+        assert_eq!(canonical_text("Иван Петров"), "иванпетров");
+        assert_eq!(canonical_text("ИВАН"), canonical_text("иван"));
+        assert_ne!(canonical_text("Иван"), canonical_text("Ivan"));
+        assert_eq!(canonical_text("山田 太郎"), "山田太郎");
+    }
+
+    #[test]
     fn hyphens_apostrophes_and_spaces_vanish() {
         assert_eq!(canonical_text("O'Brien-Smith"), "obriensmith");
         assert_eq!(canonical_text("o brien smith"), "obriensmith");
@@ -345,6 +383,40 @@ mod tests {
             fn canonical_email_is_idempotent(raw in "\\PC{0,40}") {
                 let once = canonical_email(&raw);
                 prop_assert_eq!(canonical_email(&once), once);
+            }
+
+            #[test]
+            fn canonical_text_keeps_only_letters_and_digits(raw in any::<String>()) {
+                let text = canonical_text(&raw);
+                prop_assert!(text.chars().all(char::is_alphanumeric));
+                prop_assert_eq!(text.to_lowercase(), text.clone());
+            }
+
+            #[test]
+            fn parsing_any_identity_never_panics(
+                email in any::<Option<String>>(),
+                given in any::<Option<String>>(),
+                family in ".{0,400}",
+                born in "[0-9-]{0,12}|[+-]?[0-9]{1,6}-[0-9]{1,3}-[0-9]{1,3}",
+                license in any::<Option<String>>(),
+            ) {
+                let raw = RawIdentity {
+                    email,
+                    given_name: given,
+                    family_name: Some(family),
+                    birth_date: Some(born),
+                    organization: None,
+                    license_number: license,
+                };
+                if let Ok(identity) = Identity::parse(&raw) {
+                    for text in [&identity.given_name, &identity.family_name, &identity.license_number]
+                        .into_iter()
+                        .flatten()
+                    {
+                        prop_assert!(!text.is_empty());
+                        prop_assert!(text.chars().count() <= 4 * FIELD_MAX_CHARS);
+                    }
+                }
             }
         }
     }

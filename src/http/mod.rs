@@ -43,7 +43,7 @@ use crate::domain::blind::BlindIndexer;
 use crate::domain::community::Community;
 use crate::domain::offer::Offer;
 use crate::signing::KeyRing;
-use crate::usecases::verify::Limits;
+use crate::usecases::verify::{Backoff, Limits};
 use problem::ApiError;
 
 pub use layers::with_layers;
@@ -90,6 +90,12 @@ impl AppState {
                 per_identity: v.max_failures_per_identity,
                 per_address: v.max_failures_per_address,
                 per_key: v.max_failures_per_key,
+                backoff: Backoff {
+                    lookback: Duration::from_secs(v.backoff_lookback_secs),
+                    free_failures: v.backoff_free_failures,
+                    base: Duration::from_secs(v.backoff_base_secs),
+                    max: Duration::from_secs(v.backoff_max_secs),
+                },
             },
             trusted_proxies: v.trusted_proxies.clone(),
             communities: Cache::builder()

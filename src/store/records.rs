@@ -2,7 +2,8 @@ use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::blind::{BlindIndex, MatchKeys};
+use crate::domain::blind::{AGREEMENTS, BlindIndex, MatchKeys};
+use crate::domain::identity::CANON_VERSION;
 
 /// A record ready to write: identity already turned into blind indexes.
 #[derive(Debug, Clone)]
@@ -13,6 +14,7 @@ pub struct IndexedRecord {
     pub organization: Option<String>,
     pub keys: MatchKeys,
     pub person_key: BlindIndex,
+    pub has_birth_date: bool,
     pub valid_from: Option<OffsetDateTime>,
     pub valid_until: Option<OffsetDateTime>,
 }
@@ -39,10 +41,17 @@ pub async fn upsert_batch(
     let written: Vec<(String, bool)> = sqlx::query_as(
         "INSERT INTO verification_records AS r
              (source, external_id, community, subsegment, organization, email_ix, name_dob_ix,
-              license_ix, person_key, valid_from, valid_until, last_import)
-         SELECT $1, u.*, $12
+              license_ix, person_key, valid_from, valid_until, last_import, agreement,
+              has_birth_date, canon_version)
+         SELECT $1, u.external_id, u.community, u.subsegment, u.organization, u.email_ix,
+                u.name_dob_ix, u.license_ix, u.person_key, u.valid_from, u.valid_until, $12,
+                ($13::bytea[])[(u.n - 1) * $16 + 1 : u.n * $16], u.has_birth_date, $15
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[],
-                     $8::bytea[], $9::bytea[], $10::timestamptz[], $11::timestamptz[]) AS u
+                     $8::bytea[], $9::bytea[], $10::timestamptz[], $11::timestamptz[],
+                     $14::boolean[])
+              WITH ORDINALITY AS u(external_id, community, subsegment, organization, email_ix,
+                                   name_dob_ix, license_ix, person_key, valid_from,
+                                   valid_until, has_birth_date, n)
          ON CONFLICT (source, external_id) DO UPDATE SET
              community = EXCLUDED.community,
              subsegment = EXCLUDED.subsegment,
@@ -50,6 +59,9 @@ pub async fn upsert_batch(
              email_ix = EXCLUDED.email_ix,
              name_dob_ix = EXCLUDED.name_dob_ix,
              license_ix = EXCLUDED.license_ix,
+             agreement = EXCLUDED.agreement,
+             has_birth_date = EXCLUDED.has_birth_date,
+             canon_version = EXCLUDED.canon_version,
              person_key = EXCLUDED.person_key,
              valid_from = EXCLUDED.valid_from,
              valid_until = EXCLUDED.valid_until,
@@ -71,6 +83,14 @@ pub async fn upsert_batch(
     .bind(column(rows, |r| r.valid_from))
     .bind(column(rows, |r| r.valid_until))
     .bind(import_id)
+    .bind(
+        rows.iter()
+            .flat_map(|r| r.keys.agreement.iter().map(|a| a.map(|k| k.to_vec())))
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(rows, |r| r.has_birth_date))
+    .bind(CANON_VERSION)
+    .bind(AGREEMENTS.len() as i32)
     .fetch_all(&mut *conn)
     .await?;
     Ok(written
@@ -151,6 +171,19 @@ pub async fn person_keys_matching(
     .bind(keys.email.map(|k| k.to_vec()))
     .bind(keys.name_dob.map(|k| k.to_vec()))
     .bind(keys.license.map(|k| k.to_vec()))
+    .fetch_all(db)
+    .await
+}
+
+/// Live records per source whose indexes were made under an older
+/// canonicalisation version than this build's.
+pub async fn outdated(db: impl PgExecutor<'_>) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT source, count(*) FROM verification_records
+         WHERE canon_version < $1 AND retired_at IS NULL
+         GROUP BY source ORDER BY source",
+    )
+    .bind(CANON_VERSION)
     .fetch_all(db)
     .await
 }

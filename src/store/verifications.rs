@@ -22,7 +22,7 @@ pub const VERIFY: &str = "SELECT replayed, request_hash, wait, outcome, attempt_
             membership_id, expires_at, token_outcome, token_id, token_offer_id,
             token_membership_id, token_community, token_kid, token_issued_at, token_expires_at
      FROM verify_consumer($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                          $16, $17, $18, $19, $20, $21, $22)";
+                          $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
 
 /// How long a success lasts, per the community: (sub-status, days) pairs
 /// and the default; `None` days: no re-verification period.
@@ -42,7 +42,13 @@ pub struct VerifyCall<'a> {
     pub keys: &'a MatchKeys,
     pub subjects: &'a [Subject],
     pub window_secs: f64,
+    /// The identity components' back-off, in seconds: lookback, free
+    /// failures, base, cap.
+    pub backoff: [f64; 4],
     pub age_ok: bool,
+    /// Whether the community has an age gate: its records must hold a
+    /// birth date.
+    pub age_gated: bool,
     pub claimed_person: Option<&'a [u8]>,
     pub customer_ref_ix: Option<&'a [u8]>,
     pub periods: &'a Periods,
@@ -88,11 +94,20 @@ pub async fn verify(
         .bind(call.keys.email.map(|k| k.to_vec()))
         .bind(call.keys.name_dob.map(|k| k.to_vec()))
         .bind(call.keys.license.map(|k| k.to_vec()))
+        .bind(
+            call.keys
+                .agreement
+                .iter()
+                .map(|a| a.map(|k| k.to_vec()))
+                .collect::<Vec<_>>(),
+        )
         .bind(subject_keys)
         .bind(limits)
         .bind(exact)
         .bind(call.window_secs)
+        .bind(call.backoff.to_vec())
         .bind(call.age_ok)
+        .bind(call.age_gated)
         .bind(call.claimed_person)
         .bind(call.customer_ref_ix)
         .bind(&call.periods.subsegments)
@@ -132,37 +147,54 @@ pub struct Erased {
 }
 
 /// Forgets people: their memberships go; their attempts and tokens stay (so
-/// counts and redemptions stay right) but no longer point at them.
+/// counts and redemptions stay right) but no longer point at them, nor carry
+/// their customer references (nor do other attempts under those references);
+/// the fingerprints of their keyed requests are
+/// blanked (a retry of one is refused as another request); the strikes of
+/// their identity components go. A token keeps its place key, which names
+/// the person for that offer alone (see `offer_place_key` in the
+/// migrations), so an erased person who verifies again cannot go past the
+/// offer's per-person limit.
 pub async fn erase_people(
     conn: &mut PgConnection,
     person_keys: &[Vec<u8>],
+    strike_subjects: &[Vec<u8>],
 ) -> Result<Erased, sqlx::Error> {
-    // Tokens first: deleting the memberships would only null their link.
-    let tokens = sqlx::query(
-        "UPDATE tokens SET person_key = NULL, membership_id = NULL WHERE person_key = ANY ($1)",
+    let (memberships, attempts, tokens): (i64, i64, i64) = sqlx::query_as(
+        "WITH members AS (
+             SELECT id FROM memberships WHERE person_key = ANY ($1)),
+         tokens_unlinked AS (
+             UPDATE tokens SET membership_id = NULL
+             WHERE membership_id IN (SELECT id FROM members) RETURNING id),
+         attempts_unlinked AS (
+             UPDATE verification_attempts
+             SET person_key = NULL, membership_id = NULL, customer_ref_ix = NULL
+             WHERE person_key = ANY ($1) OR membership_id IN (SELECT id FROM members)
+                -- Attempts under the same customer reference are the same
+                -- shop customer, whatever identity they claimed.
+                OR customer_ref_ix IN (
+                    SELECT customer_ref_ix FROM verification_attempts
+                    WHERE (person_key = ANY ($1) OR membership_id IN (SELECT id FROM members))
+                      AND customer_ref_ix IS NOT NULL)
+             RETURNING id),
+         keys_blanked AS (
+             UPDATE idempotency_keys SET request_hash = '\\x'::bytea
+             WHERE attempt_id IN (SELECT id FROM attempts_unlinked)
+                OR token_id IN (SELECT id FROM tokens_unlinked)),
+         strikes_gone AS (
+             DELETE FROM verification_strikes WHERE subject = ANY ($2)),
+         gone AS (
+             DELETE FROM memberships WHERE id IN (SELECT id FROM members) RETURNING id)
+         SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM attempts_unlinked),
+                (SELECT count(*) FROM tokens_unlinked)",
     )
     .bind(person_keys)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    sqlx::query("DELETE FROM offer_person_places WHERE person_key = ANY ($1)")
-        .bind(person_keys)
-        .execute(&mut *conn)
-        .await?;
-    let (memberships, attempts): (i64, i64) = sqlx::query_as(
-        "WITH gone AS (
-             DELETE FROM memberships WHERE person_key = ANY ($1) RETURNING id),
-         unlinked AS (
-             UPDATE verification_attempts SET person_key = NULL, membership_id = NULL
-             WHERE person_key = ANY ($1) RETURNING id)
-         SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM unlinked)",
-    )
-    .bind(person_keys)
+    .bind(strike_subjects)
     .fetch_one(&mut *conn)
     .await?;
     Ok(Erased {
         memberships,
         attempts,
-        tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
+        tokens,
     })
 }

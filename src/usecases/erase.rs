@@ -40,7 +40,12 @@ pub async fn erase(
             person_keys.push(key);
         }
     }
-    let erased = verifications::erase_people(&mut tx, &person_keys).await?;
+    let subjects: Vec<Vec<u8>> = indexer
+        .identity_subjects(&identity)
+        .into_iter()
+        .map(|(_, subject)| subject.to_vec())
+        .collect();
+    let erased = verifications::erase_people(&mut tx, &person_keys, &subjects).await?;
     tx.commit().await?;
     Ok(Erasure {
         memberships_removed: erased.memberships,

@@ -212,6 +212,7 @@ impl Writer<'_> {
         let record = IndexedRecord {
             keys: self.indexer.match_keys(&parsed.identity),
             person_key,
+            has_birth_date: parsed.identity.birth_date.is_some(),
             external_id: parsed.external_id,
             community: parsed.community,
             subsegment: parsed.subsegment,

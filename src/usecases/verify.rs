@@ -19,13 +19,45 @@ use crate::store::verifications::{self, Periods, Subject, VerifyCall};
 
 const CUSTOMER_REF_MAX_CHARS: usize = 200;
 
-/// How many failed attempts each subject may have within the window.
+/// How many failed attempts each subject may have within the window, and
+/// how the identity components back off over weeks.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub window: Duration,
     pub per_identity: i32,
     pub per_address: i32,
     pub per_key: i32,
+    pub backoff: Backoff,
+}
+
+/// Within `lookback`, once an identity component has `free_failures`
+/// failures, each further attempt waits `base` doubled per failure past the
+/// free ones, at most `max`, counted from the last failure.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub lookback: Duration,
+    pub free_failures: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The most failures one identity component can have within the
+    /// lookback, however patient the guesser: the free ones, then one per
+    /// wait, each wait doubling up to the cap.
+    pub fn most_failures_within(&self, span: Duration) -> u64 {
+        let mut failures = u64::from(self.free_failures);
+        let mut elapsed = Duration::ZERO;
+        let mut wait = self.base;
+        loop {
+            elapsed = elapsed.saturating_add(wait);
+            if elapsed > span {
+                return failures;
+            }
+            failures += 1;
+            wait = wait.saturating_mul(2).min(self.max);
+        }
+    }
 }
 
 impl Limits {
@@ -86,6 +118,25 @@ pub enum VerifyError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_backoff_allows_at_most_45_guesses_a_month() {
+        let backoff = Backoff {
+            lookback: Duration::from_secs(30 * 86_400),
+            free_failures: 5,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(86_400),
+        };
+        let month = backoff.most_failures_within(Duration::from_secs(30 * 86_400));
+        assert!(month <= 45, "{month}");
+        assert!(month * 8 < 365, "under an eighth of one birth year");
+        assert_eq!(backoff.most_failures_within(Duration::ZERO), 5);
+    }
 }
 
 pub(crate) fn person_field(error: Invalid) -> Invalid {
@@ -229,7 +280,14 @@ pub async fn verify(
         keys: &keys,
         subjects: &struck,
         window_secs: limits.window.as_secs_f64(),
+        backoff: [
+            limits.backoff.lookback.as_secs_f64(),
+            f64::from(limits.backoff.free_failures),
+            limits.backoff.base.as_secs_f64(),
+            limits.backoff.max.as_secs_f64(),
+        ],
         age_ok: community.admits_age(identity.birth_date, today),
+        age_gated: community.min_age.is_some(),
         claimed_person: claimed_person.as_deref(),
         customer_ref_ix: customer_ref_ix.as_deref(),
         periods: &periods,

@@ -17,4 +17,5 @@ mod redemptions;
 mod settings;
 mod shutdown;
 mod tokens;
+mod trust;
 mod verification;

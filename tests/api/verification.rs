@@ -312,7 +312,8 @@ async fn every_attempt_is_recorded_with_nothing_readable() {
 
 #[tokio::test]
 async fn the_eleventh_failed_attempt_in_the_window_is_refused_with_retry_after() {
-    let app = spawn_app().await;
+    // The window alone: no back-off within these ten.
+    let app = spawn_app_with(|s| s.verification.backoff_free_failures = 100).await;
     let checkout = app.key(Role::Checkout).await;
     let guess = |n: u32| {
         let mut body = student("Eve", "Guess", &format!("2000-01-{:02}", n));
@@ -333,6 +334,57 @@ async fn the_eleventh_failed_attempt_in_the_window_is_refused_with_retry_after()
         .unwrap();
     assert!((1..=60).contains(&retry_after));
     assert_problem(refused, 429, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn repeated_failures_on_one_name_back_off_doubling_each_time() {
+    let app = spawn_app_with(|s| {
+        s.verification.backoff_free_failures = 3;
+        s.verification.backoff_base_secs = 2;
+    })
+    .await;
+    let checkout = app.key(Role::Checkout).await;
+    // One known name, a new birth date and a new address each time: only
+    // the name pair's back-off can stop it.
+    let guess = |n: u32| {
+        let mut body = student("Eve", "Target", &format!("2001-03-{n:02}"));
+        body["client_ip"] = json!(format!("198.51.100.{n}"));
+        body
+    };
+    let retry_after = |response: &reqwest::Response| -> u64 {
+        response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    for n in 1..=3 {
+        let failed = answer(app.verify(&checkout, guess(n)).await).await;
+        assert_eq!(failed["status"], "not_verified");
+    }
+    let held = app.verify(&checkout, guess(4)).await;
+    assert!(
+        (1..=2).contains(&retry_after(&held)),
+        "base after the free failures"
+    );
+    assert_problem(held, 429, "rate_limited").await;
+
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let fourth = answer(app.verify(&checkout, guess(4)).await).await;
+    assert_eq!(fourth["status"], "not_verified");
+    let held = app.verify(&checkout, guess(5)).await;
+    assert!(
+        (3..=4).contains(&retry_after(&held)),
+        "doubled after one more failure"
+    );
+    assert_problem(held, 429, "rate_limited").await;
+
+    // Another name is not held back.
+    let mut other = student("Ann", "Other", "2001-03-01");
+    other["client_ip"] = json!("198.51.100.200");
+    let other = answer(app.verify(&checkout, other).await).await;
+    assert_eq!(other["status"], "not_verified");
 }
 
 #[tokio::test]
@@ -383,8 +435,9 @@ async fn failures_from_one_client_address_are_limited_whoever_they_name() {
 #[tokio::test]
 async fn the_limit_holds_across_two_server_processes() {
     let database = TestDatabase::new();
-    let first = ServerProcess::start(&database.url);
-    let second = ServerProcess::start(&database.url);
+    let window_only = [("OFFERGATE_VERIFICATION__BACKOFF_FREE_FAILURES", "100")];
+    let first = ServerProcess::start_with_env(&database.url, &window_only);
+    let second = ServerProcess::start_with_env(&database.url, &window_only);
     let db = sqlx::PgPool::connect(&database.url).await.unwrap();
     let (key, _) = offergate::auth::create_key(&db, Role::Checkout, None, "two")
         .await

@@ -105,6 +105,8 @@ async fn report_outdated_records(pool: PgPool) {
         return;
     };
     let total: i64 = outdated.iter().map(|(_, count)| count).sum();
+    // Installs the recorder, which may not have seen its first scrape yet.
+    crate::http::metrics::handle();
     ::metrics::gauge!("records_outdated_canonicalisation").set(total as f64);
     for (source, count) in outdated {
         tracing::warn!(

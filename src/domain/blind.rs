@@ -51,7 +51,7 @@ pub enum MatchKey {
 /// a dump cannot group records by family name or birth date, as indexes of
 /// single fields would let it. Matching keys are equal (the record match
 /// requires it), so equal agreements mean equal fields.
-pub const AGREEMENTS: [(MatchKey, IdentityField); 9] = [
+pub const AGREEMENTS: [(MatchKey, IdentityField); 12] = [
     (MatchKey::Email, IdentityField::GivenName),
     (MatchKey::Email, IdentityField::FamilyName),
     (MatchKey::Email, IdentityField::BirthDate),
@@ -61,6 +61,9 @@ pub const AGREEMENTS: [(MatchKey, IdentityField); 9] = [
     (MatchKey::License, IdentityField::Email),
     (MatchKey::License, IdentityField::GivenName),
     (MatchKey::License, IdentityField::BirthDate),
+    (MatchKey::Email, IdentityField::Organization),
+    (MatchKey::NameDob, IdentityField::Organization),
+    (MatchKey::License, IdentityField::Organization),
 ];
 
 /// What failed attempts are counted against, each on its own.
@@ -138,7 +141,7 @@ impl BlindIndexer {
                 IdentityField::FamilyName => identity.family_name.as_deref(),
                 IdentityField::BirthDate => born.as_deref(),
                 IdentityField::LicenseNumber => identity.license_number.as_deref(),
-                IdentityField::Organization => None,
+                IdentityField::Organization => identity.organization.as_deref(),
             }
         };
         let key_values = |key: MatchKey| -> Option<Vec<&str>> {

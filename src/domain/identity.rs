@@ -117,6 +117,8 @@ pub struct Identity {
     pub family_name: Option<String>,
     pub birth_date: Option<Date>,
     pub license_number: Option<String>,
+    /// Never a match key, but checked against the record's like the others.
+    pub organization: Option<String>,
 }
 
 /// Identity fields as they arrive.
@@ -127,7 +129,7 @@ pub struct RawIdentity {
     pub family_name: Option<String>,
     /// YYYY-MM-DD.
     pub birth_date: Option<String>,
-    /// Accepted for the caller's records; never used to match.
+    /// Not a match key; where the record names one, it must agree.
     pub organization: Option<String>,
     pub license_number: Option<String>,
 }
@@ -195,6 +197,12 @@ impl Identity {
             canonical_text,
             &mut errors,
         );
+        let organization = text_field(
+            &raw.organization,
+            IdentityField::Organization,
+            canonical_text,
+            &mut errors,
+        );
         let birth_date = match present(&raw.birth_date) {
             None => None,
             Some(value) => match parse_date(value) {
@@ -215,6 +223,7 @@ impl Identity {
                 family_name,
                 birth_date,
                 license_number,
+                organization,
             })
         } else {
             Err(errors)
@@ -228,8 +237,7 @@ impl Identity {
             IdentityField::FamilyName => self.family_name.is_some(),
             IdentityField::BirthDate => self.birth_date.is_some(),
             IdentityField::LicenseNumber => self.license_number.is_some(),
-            // Never matched on, so never stored with the identity.
-            IdentityField::Organization => true,
+            IdentityField::Organization => self.organization.is_some(),
         }
     }
 

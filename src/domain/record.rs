@@ -137,7 +137,7 @@ impl RawRecord {
             given_name: self.given_name.clone(),
             family_name: self.family_name.clone(),
             birth_date: self.birth_date.clone(),
-            organization: None,
+            organization: self.organization.clone(),
             license_number: self.license_number.clone(),
         };
         let identity = match Identity::parse(&raw_identity) {

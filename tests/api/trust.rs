@@ -83,6 +83,20 @@ async fn every_field_given_must_agree_whichever_rule_found_the_record() {
         .verify(&checkout, nurse("Grace", Some("grace.okoye@hospital.org")))
         .await;
 
+    let with_organization = |organization: &str| {
+        let mut body = student("Ana", "Lima", "2004-03-09");
+        body["person"]["organization"] = json!(organization);
+        body
+    };
+    let other_school = app
+        .verify(&checkout, with_organization("Other University"))
+        .await;
+    let her_school = app
+        .verify(&checkout, with_organization("state  UNIVERSITY"))
+        .await;
+
+    assert_eq!(status_of(other_school).await, "not_verified");
+    assert_eq!(status_of(her_school).await, "verified");
     assert_eq!(status_of(wrong_email).await, "not_verified");
     assert_eq!(status_of(right_email).await, "verified");
     assert_eq!(status_of(wrong_given).await, "not_verified");

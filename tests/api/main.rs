@@ -16,5 +16,7 @@ mod problems;
 mod redemptions;
 mod settings;
 mod shutdown;
+mod signing_keys;
 mod tokens;
+mod undo;
 mod verification;

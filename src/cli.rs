@@ -13,9 +13,9 @@ use uuid::Uuid;
 use crate::config::Settings;
 use crate::domain::api_key::{KeyId, Role};
 use crate::domain::blind::BlindIndexer;
-use crate::signing::KeyRing;
+use crate::signing::{KeyRing, Revocation};
 use crate::startup::{Application, open_database, shutdown_signal};
-use crate::store::api_keys;
+use crate::store::{api_keys, signing_keys};
 use crate::usecases::import::{
     Format, ImportError, ImportOptions, ImportReport, Mode, OnError, import_records,
 };
@@ -91,6 +91,15 @@ enum KeysCommand {
     /// Add a new token signing key and sign with it from now on; older
     /// public keys stay in the JWKS while their tokens may be live.
     RotateSigning,
+    /// Revoke a compromised token signing key: it leaves the JWKS and its
+    /// tokens are refused, by redemption at once and by every process
+    /// within 5 s. If it is the key that signs now, a new key takes over.
+    RevokeSigning {
+        /// The key's id, as the JWKS and a token's header name it.
+        kid: String,
+    },
+    /// List token signing keys: kid, created, retired, revoked.
+    ListSigning,
 }
 
 #[derive(Subcommand)]
@@ -238,15 +247,47 @@ async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         KeysCommand::RotateSigning => {
-            let ring = KeyRing::new(
-                pool.clone(),
-                settings.secrets.key_encryption_key.expose_secret(),
-                &settings.tokens.issuer,
-                &settings.tokens.audience,
-            )?;
-            let kid = ring.rotate().await?;
+            let kid = key_ring(&pool, settings)?.rotate().await?;
             eprintln!("new signing key {kid}; every process signs with it within 5 s");
             println!("{kid}");
+        }
+        KeysCommand::RevokeSigning { kid } => {
+            match key_ring(&pool, settings)?.revoke(kid.trim()).await? {
+                Revocation::Revoked { successor } => {
+                    eprintln!(
+                        "revoked signing key {kid}: it is out of the JWKS and its tokens are \
+                         refused at redemption now; every process stops verifying it within 5 s"
+                    );
+                    if let Some(successor) = successor {
+                        eprintln!(
+                            "it was the signing key: new key {successor} signs from now on \
+                             (every process within 5 s)"
+                        );
+                        println!("{successor}");
+                    }
+                }
+                Revocation::AlreadyRevoked(at) => {
+                    eprintln!(
+                        "signing key {kid} was already revoked at {}",
+                        short_time(at)
+                    );
+                }
+            }
+        }
+        KeysCommand::ListSigning => {
+            println!(
+                "{:<16}  {:<20}  {:<20}  {:<20}",
+                "KID", "CREATED", "RETIRED", "REVOKED"
+            );
+            for key in signing_keys::list(&pool).await? {
+                println!(
+                    "{:<16}  {:<20}  {:<20}  {:<20}",
+                    key.kid,
+                    short_time(key.created_at),
+                    key.retired_at.map(short_time).unwrap_or_default(),
+                    key.revoked_at.map(short_time).unwrap_or_default()
+                );
+            }
         }
         KeysCommand::Revoke { id } => {
             let key_id = KeyId::parse(&id).with_context(|| format!("`{id}` is not a key id"))?;
@@ -260,6 +301,15 @@ async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn key_ring(pool: &sqlx::PgPool, settings: &Settings) -> anyhow::Result<KeyRing> {
+    Ok(KeyRing::new(
+        pool.clone(),
+        settings.secrets.key_encryption_key.expose_secret(),
+        &settings.tokens.issuer,
+        &settings.tokens.audience,
+    )?)
 }
 
 fn short_time(at: time::OffsetDateTime) -> String {

@@ -7,9 +7,16 @@
 //! by exact value.
 //!
 //! What every request repeats comes from memory: the signing key (for
-//! `ACTIVE_KEY_TTL`), the JWKS (as long), unsealed keys and public keys by
-//! kid (a kid's key never changes).
+//! `ACTIVE_KEY_TTL`), the JWKS and the revoked kids (as long), unsealed keys
+//! and public keys by kid (a kid's key never changes). A revoked key
+//! therefore stops verifying on every process within `ACTIVE_KEY_TTL`; the
+//! redemption itself refuses its tokens at once (`redeem_token`).
+//!
+//! A token's `sub` is opaque per token: a keyed hash of its id, so the same
+//! person is a different subject on every token and every offer, and a
+//! token signed again from its row is byte-identical.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,22 +26,35 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use moka::future::Cache;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::snapshot::Snapshot;
-use crate::store::signing_keys::{self, NewKey, SealedKey};
+use crate::store::signing_keys::{self, NewKey, RevokedKey, SealedKey};
 
 /// How long a process keeps using the signing key it looked up, and the
 /// JWKS it read; a rotation reaches every process within this time.
 const ACTIVE_KEY_TTL: Duration = Duration::from_secs(5);
 const NONCE_LEN: usize = 12;
+/// What a token signed by a key that is not ours, or no longer ours, is
+/// refused with.
+pub const UNKNOWN_KEY: &str = "the token names an unknown key";
+/// The purpose the subject key is derived under, from the key-encryption
+/// key; and the purpose of a token's subject under that key.
+const SUBJECT_KEY_PURPOSE: &[u8] = b"offergate:token-subject-key";
+const SUBJECT_PURPOSE: &[u8] = b"token:subject";
+const SUBJECT_LEN: usize = 16;
 
-/// The claims of an offer token. `sub` is the membership, an opaque id.
+/// The claims of an offer token. `sub` is opaque per token (see
+/// `KeyRing::subject_of`): it names nobody, and two tokens of one person
+/// share nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenClaims {
     pub iss: String,
@@ -68,6 +88,8 @@ pub enum KeyError {
     Make(String),
     #[error("no signing key has the kid `{0}`")]
     UnknownKid(String),
+    #[error("`{0}` is not a signing key id (16 hex digits)")]
+    MalformedKid(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     /// A failure met by one lookup and handed to every caller that waited
@@ -84,6 +106,7 @@ impl KeyError {
             KeyError::Unseal => KeyError::Unseal,
             KeyError::Make(why) => KeyError::Make(why.clone()),
             KeyError::UnknownKid(kid) => KeyError::UnknownKid(kid.clone()),
+            KeyError::MalformedKid(kid) => KeyError::MalformedKid(kid.clone()),
             KeyError::Database(_) | KeyError::Shared(_) => {
                 Arc::try_unwrap(error).unwrap_or_else(KeyError::Shared)
             }
@@ -114,6 +137,8 @@ impl ActiveKey {
 pub struct KeyRing {
     db: PgPool,
     kek: Aes256Gcm,
+    /// Keyed for token subjects, under a purpose of its own.
+    subjects: Hmac<Sha256>,
     pub issuer: String,
     pub audience: String,
     public_keys: Cache<String, Option<Arc<DecodingKey>>>,
@@ -121,6 +146,7 @@ pub struct KeyRing {
     signing_keys: Cache<String, Arc<ActiveKey>>,
     active: Snapshot<Arc<ActiveKey>>,
     published: Snapshot<Arc<[Jwk]>>,
+    revoked: Snapshot<Arc<HashSet<String>>>,
     /// What every token must satisfy (built once: it allocates).
     validation: Validation,
     /// The same, for reporting an expired token's state.
@@ -150,6 +176,7 @@ impl KeyRing {
     pub fn new(db: PgPool, kek_hex: &str, issuer: &str, audience: &str) -> Result<Self, KeyError> {
         let bytes = hex::decode(kek_hex).map_err(|_| KeyError::BadKek)?;
         let kek = Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyError::BadKek)?;
+        let subjects = subject_key(&bytes)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
@@ -161,6 +188,7 @@ impl KeyRing {
         Ok(KeyRing {
             db,
             kek,
+            subjects,
             validation,
             validation_past_exp,
             issuer: issuer.to_owned(),
@@ -175,7 +203,21 @@ impl KeyRing {
                 .build(),
             active: Snapshot::new(ACTIVE_KEY_TTL),
             published: Snapshot::new(ACTIVE_KEY_TTL),
+            revoked: Snapshot::new(ACTIVE_KEY_TTL),
         })
+    }
+
+    /// A token's subject: HMAC-SHA-256 of its id under the subject key,
+    /// truncated to 16 bytes, base64url. Opaque per token (a partner cannot
+    /// link two tokens of one person), computed again from the id alone (a
+    /// replayed issuance is byte-identical), and it holds nothing reusable.
+    pub fn subject_of(&self, token_id: Uuid) -> String {
+        let mut mac = self.subjects.clone();
+        mac.update(SUBJECT_PURPOSE);
+        mac.update(&[0x1f]);
+        mac.update(token_id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        URL_SAFE_NO_PAD.encode(&digest[..SUBJECT_LEN])
     }
 
     fn seal(&self, kid: &str, secret: &[u8]) -> Result<Vec<u8>, KeyError> {
@@ -222,6 +264,12 @@ impl KeyRing {
     }
 
     async fn add_key(&self) -> Result<String, KeyError> {
+        let made = self.make_key()?;
+        signing_keys::rotate_to(&self.db, &made.as_new()).await?;
+        Ok(made.kid)
+    }
+
+    fn make_key(&self) -> Result<MadeKey, KeyError> {
         let seed: [u8; 32] = rand::rng().random();
         let signing = SigningKey::from_bytes(&seed);
         let pkcs8 = signing
@@ -229,16 +277,48 @@ impl KeyRing {
             .map_err(|e| KeyError::Make(e.to_string()))?;
         let kid = hex::encode(rand::rng().random::<[u8; 8]>());
         let sealed = self.seal(&kid, pkcs8.as_bytes())?;
-        signing_keys::rotate_to(
-            &self.db,
-            &NewKey {
-                kid: &kid,
-                public_key: signing.verifying_key().as_bytes(),
-                sealed_private_key: &sealed,
+        Ok(MadeKey {
+            public_key: signing.verifying_key().to_bytes(),
+            sealed,
+            kid,
+        })
+    }
+
+    /// Revokes a signing key: out of the JWKS, and its tokens refused at
+    /// redemption at once and by every process's verification within
+    /// `ACTIVE_KEY_TTL`. When it is the key that signs now, a new key takes
+    /// over in the same transaction, so there is no moment without a
+    /// signing key. The private half stays sealed in the database, so an
+    /// idempotent retry of an issuance it signed still gets its first (now
+    /// refused) token; nothing new is signed with it.
+    pub async fn revoke(&self, kid: &str) -> Result<Revocation, KeyError> {
+        if !kid_is_ours(kid) {
+            return Err(KeyError::MalformedKid(kid.to_owned()));
+        }
+        let successor = self.make_key()?;
+        let outcome = signing_keys::revoke(&self.db, kid, &successor.as_new()).await?;
+        self.active.forget();
+        self.published.forget();
+        self.revoked.forget();
+        Ok(match outcome {
+            None => return Err(KeyError::UnknownKid(kid.to_owned())),
+            Some(RevokedKey::Before(at)) => Revocation::AlreadyRevoked(at),
+            Some(RevokedKey::Now { was_signing: true }) => Revocation::Revoked {
+                successor: Some(successor.kid),
             },
-        )
-        .await?;
-        Ok(kid)
+            Some(RevokedKey::Now { was_signing: false }) => Revocation::Revoked { successor: None },
+        })
+    }
+
+    /// Kids of revoked keys, re-read every `ACTIVE_KEY_TTL`.
+    async fn revoked_kids(&self) -> Result<Arc<HashSet<String>>, TokenError> {
+        self.revoked
+            .get(async {
+                let kids = signing_keys::revoked_kids(&self.db).await?;
+                Ok::<_, sqlx::Error>(Arc::new(kids.into_iter().collect()))
+            })
+            .await
+            .map_err(|e| TokenError::Invalid(format!("looking up the key: {e}")))
     }
 
     /// The key that signs now (making the first key if there is none).
@@ -325,13 +405,13 @@ impl KeyRing {
         let kid = header
             .kid
             .ok_or_else(|| TokenError::Invalid("the token names no key".into()))?;
-        if !kid_is_ours(&kid) {
-            return Err(TokenError::Invalid("the token names an unknown key".into()));
+        if !kid_is_ours(&kid) || self.revoked_kids().await?.contains(&kid) {
+            return Err(TokenError::Invalid(UNKNOWN_KEY.into()));
         }
         let key = self
             .public_key(&kid)
             .await?
-            .ok_or_else(|| TokenError::Invalid("the token names an unknown key".into()))?;
+            .ok_or_else(|| TokenError::Invalid(UNKNOWN_KEY.into()))?;
         let validation = if allow_expired {
             &self.validation_past_exp
         } else {
@@ -382,6 +462,44 @@ impl KeyRing {
     pub fn jwks_reads(&self) -> u64 {
         self.published.reads()
     }
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoked now; `successor` is the key that took over signing, when
+    /// the revoked one was signing.
+    Revoked {
+        successor: Option<String>,
+    },
+    AlreadyRevoked(OffsetDateTime),
+}
+
+/// A key just made, its private half sealed.
+struct MadeKey {
+    kid: String,
+    public_key: [u8; 32],
+    sealed: Vec<u8>,
+}
+
+impl MadeKey {
+    fn as_new(&self) -> NewKey<'_> {
+        NewKey {
+            kid: &self.kid,
+            public_key: &self.public_key,
+            sealed_private_key: &self.sealed,
+        }
+    }
+}
+
+/// The subject key, derived from the key-encryption key under a purpose of
+/// its own, so that the two uses of that secret never meet.
+fn subject_key(kek: &[u8]) -> Result<Hmac<Sha256>, KeyError> {
+    let mut derive =
+        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(kek).map_err(|_| KeyError::BadKek)?;
+    derive.update(SUBJECT_KEY_PURPOSE);
+    <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&derive.finalize().into_bytes())
+        .map_err(|_| KeyError::BadKek)
 }
 
 /// A fresh token id.

@@ -1,7 +1,8 @@
 //! `/v1/redemptions`: redeem once, reverse, and the partners' reconciliation.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -14,14 +15,15 @@ use super::auth::Caller;
 use super::idempotency;
 use super::json::Json;
 use super::offer_terms::DiscountBody;
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Problem, problem_response};
 use super::query::Query;
+use crate::auth::Principal;
 use crate::domain::api_key::Role;
 use crate::store::redemptions::{self, Redemption, RedemptionFilter};
 use crate::usecases::confirm::{self, Confirmed};
 use crate::usecases::idempotency::Keyed;
 use crate::usecases::redeem;
-use crate::usecases::reverse::{self, Reversed};
+use crate::usecases::reverse::{self, Reason, Reversed, Reverser};
 
 const ORDER_REF_MAX: usize = 200;
 const PAGE_DEFAULT: i64 = 100;
@@ -30,6 +32,7 @@ const PAGE_MAX: i64 = 1_000;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(redeem, list))
+        .routes(routes!(show))
         .routes(routes!(reverse))
         .routes(routes!(confirm))
 }
@@ -52,10 +55,6 @@ pub struct RedeemedView {
     discount: DiscountBody,
     #[serde(with = "time::serde::rfc3339")]
     redeemed_at: OffsetDateTime,
-}
-
-fn problem(status: StatusCode, kind: &'static str, title: &'static str, detail: &str) -> ApiError {
-    ApiError::domain(status, kind, title, detail)
 }
 
 /// Redeem a token once, under a required `Idempotency-Key`: a retry with the
@@ -130,6 +129,11 @@ pub struct RedemptionView {
     redeemed_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     reversed_at: Option<OffsetDateTime>,
+    /// Who reversed it: `checkout` (the key that redeemed) or `admin`.
+    reversed_by: Option<String>,
+    /// Why, as the reverser gave it (an admin reversing a confirmed
+    /// redemption always gives one).
+    reversal_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     confirmed_at: Option<OffsetDateTime>,
     partner_ref: Option<String>,
@@ -146,9 +150,41 @@ impl From<Redemption> for RedemptionView {
             amount: r.amount_minor,
             redeemed_at: r.redeemed_at,
             reversed_at: r.reversed_at,
+            reversed_by: r.reversed_by_role,
+            reversal_reason: r.reversal_reason,
             confirmed_at: r.confirmed_at,
             partner_ref: r.partner_ref,
         }
+    }
+}
+
+/// Whether `principal` may see a redemption: an admin every one, a partner
+/// its own offers', a checkout those its key redeemed. Every other is as
+/// good as missing (404).
+fn may_see(principal: &Principal, r: &Redemption) -> bool {
+    match principal.role {
+        Role::Admin => true,
+        Role::Partner => r.partner_id.is_some() && r.partner_id == principal.partner_id,
+        Role::Checkout => r.api_key_id.as_deref() == Some(principal.key_id.as_str()),
+    }
+}
+
+/// One redemption: an admin sees any, a partner its own offers', a checkout
+/// those its key redeemed; any other is 404. A reversal shows when, by whom
+/// (`checkout` or `admin`) and why.
+#[utoipa::path(get, path = "/v1/redemptions/{id}", tag = "redemptions", security(("api_key" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = RedemptionView),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<RedemptionView>, ApiError> {
+    let principal = caller.require(&[Role::Admin, Role::Partner, Role::Checkout])?;
+    match redemptions::get(&state.db, id).await? {
+        Some(r) if may_see(principal, &r) => Ok(Json(r.into())),
+        _ => Err(ApiError::NotFound(format!("No redemption {id}."))),
     }
 }
 
@@ -157,31 +193,124 @@ pub struct ReversedView {
     id: Uuid,
     /// `issued` when the offer gives the token back, else `reversed`.
     token_state: String,
+    #[serde(with = "time::serde::rfc3339")]
+    reversed_at: OffsetDateTime,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseRequest {
+    /// Why (1 to 500 characters), shown to the partner. Required of an
+    /// admin reversing a confirmed redemption.
+    reason: Option<String>,
+}
+
+/// A 409 that names the instant of the state the redemption is in.
+fn state_conflict(
+    kind: &'static str,
+    title: &'static str,
+    detail: String,
+    member: &str,
+    at: OffsetDateTime,
+) -> Response {
+    let mut extensions = serde_json::Map::new();
+    if let Ok(at) = at.format(&time::format_description::well_known::Rfc3339) {
+        extensions.insert(member.to_owned(), at.into());
+    }
+    problem_response(Problem {
+        kind,
+        title,
+        status: StatusCode::CONFLICT.as_u16(),
+        detail,
+        errors: Vec::new(),
+        extensions,
+    })
+}
+
+/// The body of a reversal, which may be absent: a checkout cancelling an
+/// order usually sends none.
+async fn optional_body(headers: &HeaderMap, body: Bytes) -> Result<ReverseRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ReverseRequest { reason: None });
+    }
+    let mut request = axum::http::Request::new(axum::body::Body::from(body));
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        request
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type.clone());
+    }
+    let Json(parsed) = Json::<ReverseRequest>::from_request(request, &()).await?;
+    Ok(parsed)
 }
 
 /// The order was cancelled: reverse the redemption. Its place is freed; the
-/// token comes back to the consumer where the offer says so.
+/// token comes back to the consumer where the offer says so. Only the key
+/// that redeemed, or an admin, may reverse (another key gets 404). Once the
+/// partner has confirmed, a checkout gets 409 `already_confirmed`; an admin
+/// may still reverse, giving a `reason` (422 without one), which the
+/// partner sees. A second reversal is 409 `already_reversed`. The 409s name
+/// the instant (`confirmed_at`, `reversed_at`).
 #[utoipa::path(post, path = "/v1/redemptions/{id}/reverse", tag = "redemptions", security(("api_key" = [])),
     params(("id" = Uuid, Path)),
+    request_body(content = Option<ReverseRequest>, description = "Optional; `reason` is required of an admin reversing a confirmed redemption"),
     responses((status = 200, body = ReversedView),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn reverse(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<ReversedView>, ApiError> {
-    caller.require(&[Role::Checkout, Role::Admin])?;
-    match reverse::reverse(&state.db, id).await? {
-        Reversed::Yes { token_state } => Ok(Json(ReversedView { id, token_state })),
-        Reversed::NotFound => Err(ApiError::NotFound(format!("No redemption {id}."))),
-        Reversed::Already => Err(problem(
-            StatusCode::CONFLICT,
-            "already_reversed",
-            "The redemption was already reversed",
-            "A redemption is reversed once.",
-        )),
-    }
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let principal = caller.require(&[Role::Checkout, Role::Admin])?;
+    let body = optional_body(&headers, body).await?;
+    let reason = body
+        .reason
+        .as_deref()
+        .map(Reason::parse)
+        .transpose()
+        .map_err(|bad| ApiError::invalid("reason", bad.to_string()))?;
+    let by = Reverser {
+        api_key_id: principal.key_id.as_str(),
+        admin: principal.role == Role::Admin,
+    };
+    Ok(
+        match reverse::reverse(&state.db, id, &by, reason.as_ref()).await? {
+            Reversed::Yes {
+                token_state,
+                reversed_at,
+            } => Json(ReversedView {
+                id,
+                token_state,
+                reversed_at,
+            })
+            .into_response(),
+            Reversed::NotFound => {
+                ApiError::NotFound(format!("No redemption {id}.")).into_response()
+            }
+            Reversed::Already { reversed_at } => state_conflict(
+                "already_reversed",
+                "The redemption was already reversed",
+                "A redemption is reversed once.".into(),
+                "reversed_at",
+                reversed_at,
+            ),
+            Reversed::Confirmed { confirmed_at } => state_conflict(
+                "already_confirmed",
+                "The partner has confirmed the redemption",
+                "A confirmed redemption can be reversed only by an admin, with a reason.".into(),
+                "confirmed_at",
+                confirmed_at,
+            ),
+            Reversed::ReasonRequired { .. } => ApiError::invalid(
+                "reason",
+                "required to reverse a redemption its partner has confirmed",
+            )
+            .into_response(),
+        },
+    )
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -259,7 +388,8 @@ pub struct ConfirmRequest {
 }
 
 /// A partner confirms a redemption of its own offer (another partner's is
-/// 404); confirming again keeps the first confirmation.
+/// 404); confirming again keeps the first confirmation. A reversed
+/// redemption is 409 `redemption_reversed`, naming `reversed_at`.
 #[utoipa::path(post, path = "/v1/redemptions/{id}/confirm", tag = "redemptions", security(("api_key" = [])),
     params(("id" = Uuid, Path)),
     request_body = ConfirmRequest,
@@ -271,7 +401,7 @@ async fn confirm(
     caller: Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<ConfirmRequest>,
-) -> Result<Json<RedemptionView>, ApiError> {
+) -> Result<Response, ApiError> {
     let principal = caller.require(&[Role::Partner, Role::Admin])?;
     let partner = match principal.role {
         Role::Partner => Some(principal.partner_id.unwrap_or(Uuid::nil())),
@@ -288,12 +418,13 @@ async fn confirm(
         ));
     }
     match confirm::confirm(&state.db, id, partner, body.partner_ref.as_deref()).await? {
-        Confirmed::Yes(done) => Ok(Json(done.into())),
-        Confirmed::Reversed => Err(problem(
-            StatusCode::CONFLICT,
+        Confirmed::Yes(done) => Ok(Json(RedemptionView::from(*done)).into_response()),
+        Confirmed::Reversed(reversed_at) => Ok(state_conflict(
             "redemption_reversed",
             "The redemption was reversed",
-            "A reversed redemption cannot be confirmed.",
+            "A reversed redemption cannot be confirmed.".into(),
+            "reversed_at",
+            reversed_at,
         )),
         Confirmed::NotFound => Err(ApiError::NotFound(format!("No redemption {id}."))),
     }

@@ -13,7 +13,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::idempotency;
 use super::json::Json;
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Problem, problem_response};
 use crate::domain::api_key::Role;
 use crate::signing::Jwk;
 use crate::store::tokens as token_store;
@@ -155,7 +155,9 @@ pub struct RevokedView {
     revoked_at: OffsetDateTime,
 }
 
-/// Revoke an issued token: it can no longer be redeemed and frees its place.
+/// Revoke an issued token (admins only): it can no longer be redeemed and
+/// frees its place. A token in any other state is 409 `token_not_revocable`
+/// naming its `state`; an unknown id is 404.
 #[utoipa::path(post, path = "/v1/tokens/{id}/revoke", tag = "tokens", security(("api_key" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = RevokedView),
@@ -165,20 +167,27 @@ async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<RevokedView>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
     match revoke_token::revoke(&state.db, id).await? {
         Revoked::Now(revoked_at) => Ok(Json(RevokedView {
             token_id: id,
             revoked_at,
-        })),
+        })
+        .into_response()),
         Revoked::NotFound => Err(ApiError::NotFound(format!("No token {id}."))),
-        Revoked::Not(state) => Err(ApiError::domain(
-            StatusCode::CONFLICT,
-            "token_not_revocable",
-            "Only an issued token can be revoked",
-            format!("The token is {state}."),
-        )),
+        Revoked::Not(current) => {
+            let mut extensions = serde_json::Map::new();
+            extensions.insert("state".into(), current.clone().into());
+            Ok(problem_response(Problem {
+                kind: "token_not_revocable",
+                title: "Only an issued token can be revoked",
+                status: StatusCode::CONFLICT.as_u16(),
+                detail: format!("The token is {current}."),
+                errors: Vec::new(),
+                extensions,
+            }))
+        }
     }
 }
 

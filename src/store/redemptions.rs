@@ -1,7 +1,7 @@
 //! Redemptions: single-use by a conditional update of the token's state in
 //! the same statement that records the redemption.
 
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -25,7 +25,8 @@ pub struct RedeemCall<'a> {
 }
 
 /// What the call answered: `outcome` is `redeemed` (with the redemption),
-/// `unknown_token`, `token_revoked`, `already_redeemed` or `token_expired`.
+/// `unknown_token`, `key_revoked`, `token_revoked`, `already_redeemed` or
+/// `token_expired`.
 pub struct RedeemRow {
     pub replayed: bool,
     pub request_hash: Vec<u8>,
@@ -87,16 +88,23 @@ pub struct Redemption {
     pub token_id: Uuid,
     pub offer_id: Uuid,
     pub partner_id: Option<Uuid>,
+    /// The API key that redeemed (None for redemptions older than the
+    /// record of it).
+    pub api_key_id: Option<String>,
     pub order_ref: String,
     pub amount_minor: Option<i64>,
     pub redeemed_at: OffsetDateTime,
     pub reversed_at: Option<OffsetDateTime>,
+    /// `admin` or `checkout`.
+    pub reversed_by_role: Option<String>,
+    pub reversal_reason: Option<String>,
     pub confirmed_at: Option<OffsetDateTime>,
     pub partner_ref: Option<String>,
 }
 
-const COLUMNS: &str = "id, token_id, offer_id, partner_id, order_ref, amount_minor, redeemed_at, \
-                       reversed_at, confirmed_at, partner_ref";
+const COLUMNS: &str = "id, token_id, offer_id, partner_id, api_key_id, order_ref, amount_minor, \
+                       redeemed_at, reversed_at, reversed_by_role, reversal_reason, confirmed_at, \
+                       partner_ref";
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Redemption>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -107,26 +115,71 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Redemption>
     .await
 }
 
-pub enum Reversed {
-    Yes { token_state: String },
-    NotFound,
-    Already,
+/// Who reverses: the caller's key and whether it is an admin's.
+pub struct ReverseCall<'a> {
+    pub redemption_id: Uuid,
+    pub api_key_id: &'a str,
+    pub admin: bool,
+    pub reason: Option<&'a str>,
 }
 
-/// Reverses a redemption: see `reverse_redemption` in the migrations.
-pub async fn reverse(conn: &mut PgConnection, id: Uuid) -> Result<Reversed, sqlx::Error> {
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT token_state FROM reverse_redemption($1)")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if let Some(token_state) = state {
-        return Ok(Reversed::Yes { token_state });
-    }
-    Ok(match get(&mut *conn, id).await? {
-        Some(_) => Reversed::Already,
-        None => Reversed::NotFound,
-    })
+/// What `reverse_redemption` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reversed {
+    Yes {
+        token_state: String,
+        reversed_at: OffsetDateTime,
+    },
+    /// None, or one the caller may not see.
+    NotFound,
+    Already {
+        reversed_at: OffsetDateTime,
+    },
+    /// The partner confirmed it; only an admin, with a reason, may reverse.
+    Confirmed {
+        confirmed_at: OffsetDateTime,
+    },
+    /// An admin reversing a confirmed redemption gave no reason.
+    ReasonRequired {
+        confirmed_at: OffsetDateTime,
+    },
+}
+
+/// Reverses a redemption for a caller: see `reverse_redemption` in the
+/// migrations.
+pub async fn reverse(
+    db: impl PgExecutor<'_>,
+    call: &ReverseCall<'_>,
+) -> Result<Reversed, sqlx::Error> {
+    let (outcome, token_state, reversed_at, confirmed_at): (
+        String,
+        Option<String>,
+        Option<OffsetDateTime>,
+        Option<OffsetDateTime>,
+    ) = sqlx::query_as(
+        "SELECT outcome, token_state, reversed_at, confirmed_at
+         FROM reverse_redemption($1, $2, $3, $4)",
+    )
+    .bind(call.redemption_id)
+    .bind(call.api_key_id)
+    .bind(call.admin)
+    .bind(call.reason)
+    .fetch_one(db)
+    .await?;
+    Ok(
+        match (outcome.as_str(), token_state, reversed_at, confirmed_at) {
+            ("reversed", Some(token_state), Some(reversed_at), _) => Reversed::Yes {
+                token_state,
+                reversed_at,
+            },
+            ("already_reversed", _, Some(reversed_at), _) => Reversed::Already { reversed_at },
+            ("already_confirmed", _, _, Some(confirmed_at)) => Reversed::Confirmed { confirmed_at },
+            ("reason_required", _, _, Some(confirmed_at)) => {
+                Reversed::ReasonRequired { confirmed_at }
+            }
+            _ => Reversed::NotFound,
+        },
+    )
 }
 
 /// Confirms a redemption for its partner (`partner`: only its own).

@@ -2,7 +2,8 @@
 //! under the key-encryption key (sealing and unsealing happen in
 //! `crate::signing`; this file only moves the bytes).
 
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
+use time::OffsetDateTime;
 
 /// A key as written: the caller has already sealed the private half.
 pub struct NewKey<'a> {
@@ -44,7 +45,8 @@ pub async fn rotate_to(db: impl PgExecutor<'_>, key: &NewKey<'_>) -> Result<(), 
 pub async fn active(db: impl PgExecutor<'_>) -> Result<Option<SealedKey>, sqlx::Error> {
     let row: Option<(String, Vec<u8>)> = sqlx::query_as(
         "SELECT kid, sealed_private_key FROM signing_keys
-         WHERE retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1",
+         WHERE retired_at IS NULL AND revoked_at IS NULL
+         ORDER BY created_at DESC, kid LIMIT 1",
     )
     .fetch_optional(db)
     .await?;
@@ -62,24 +64,25 @@ pub async fn sealed(db: impl PgExecutor<'_>, kid: &str) -> Result<Option<Vec<u8>
         .await
 }
 
-/// A key's public half, retired or not.
+/// A key's public half, retired or not; none once revoked.
 pub async fn public_key(
     db: impl PgExecutor<'_>,
     kid: &str,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT public_key FROM signing_keys WHERE kid = $1")
+    sqlx::query_scalar("SELECT public_key FROM signing_keys WHERE kid = $1 AND revoked_at IS NULL")
         .bind(kid)
         .fetch_optional(db)
         .await
 }
 
 /// Public keys whose tokens may still be live: the signing key, and retired
-/// keys with an unexpired token. Newest first.
+/// keys with an unexpired token; never a revoked key. Newest first.
 pub async fn published(db: impl PgExecutor<'_>) -> Result<Vec<PublicKey>, sqlx::Error> {
     let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
         "SELECT kid, public_key FROM signing_keys AS k
-         WHERE retired_at IS NULL
-            OR EXISTS (SELECT 1 FROM tokens AS t WHERE t.kid = k.kid AND t.expires_at > now())
+         WHERE revoked_at IS NULL
+           AND (retired_at IS NULL
+                OR EXISTS (SELECT 1 FROM tokens AS t WHERE t.kid = k.kid AND t.expires_at > now()))
          ORDER BY created_at DESC, kid",
     )
     .fetch_all(db)
@@ -87,5 +90,88 @@ pub async fn published(db: impl PgExecutor<'_>) -> Result<Vec<PublicKey>, sqlx::
     Ok(rows
         .into_iter()
         .map(|(kid, public_key)| PublicKey { kid, public_key })
+        .collect())
+}
+
+/// What revoking a key found.
+pub enum RevokedKey {
+    /// Revoked by this call; `was_signing` when it was a key that signed
+    /// (then `successor` signs from now on).
+    Now { was_signing: bool },
+    /// Revoked earlier, at that instant.
+    Before(OffsetDateTime),
+}
+
+/// Revokes a key (None when there is no such kid). When it was a key that
+/// signed, `successor` takes over in the same transaction, retiring every
+/// other key that signed.
+pub async fn revoke(
+    db: &PgPool,
+    kid: &str,
+    successor: &NewKey<'_>,
+) -> Result<Option<RevokedKey>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let found: Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)> =
+        sqlx::query_as("SELECT retired_at, revoked_at FROM signing_keys WHERE kid = $1 FOR UPDATE")
+            .bind(kid)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((retired_at, revoked_at)) = found else {
+        return Ok(None);
+    };
+    if let Some(at) = revoked_at {
+        return Ok(Some(RevokedKey::Before(at)));
+    }
+    sqlx::query(
+        "UPDATE signing_keys SET revoked_at = now(), retired_at = coalesce(retired_at, now())
+         WHERE kid = $1",
+    )
+    .bind(kid)
+    .execute(&mut *tx)
+    .await?;
+    let was_signing = retired_at.is_none();
+    if was_signing {
+        rotate_to(&mut *tx, successor).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(RevokedKey::Now { was_signing }))
+}
+
+/// The kids of revoked keys.
+pub async fn revoked_kids(db: impl PgExecutor<'_>) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT kid FROM signing_keys WHERE revoked_at IS NOT NULL")
+        .fetch_all(db)
+        .await
+}
+
+/// A key as an operator lists it.
+pub struct KeyListing {
+    pub kid: String,
+    pub created_at: OffsetDateTime,
+    pub retired_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Every key, newest first.
+pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<KeyListing>, sqlx::Error> {
+    let rows: Vec<(
+        String,
+        OffsetDateTime,
+        Option<OffsetDateTime>,
+        Option<OffsetDateTime>,
+    )> = sqlx::query_as(
+        "SELECT kid, created_at, retired_at, revoked_at FROM signing_keys
+             ORDER BY created_at DESC, kid",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(kid, created_at, retired_at, revoked_at)| KeyListing {
+            kid,
+            created_at,
+            retired_at,
+            revoked_at,
+        })
         .collect())
 }

@@ -75,12 +75,16 @@ pub struct IssueRequest<'a> {
     pub offer_id: Uuid,
 }
 
-/// The token's claims, from its row. `sub` is the membership, an opaque id.
+/// The token's claims, from its row. `sub` is opaque per token, derived
+/// from the token's id alone: nothing in a token links it to the person's
+/// other tokens (the membership id would, across every offer and partner),
+/// and a token signed again from its row is the same token, even after the
+/// person was erased.
 pub fn claims_of(ring: &KeyRing, row: &TokenRow) -> TokenClaims {
     TokenClaims {
         iss: ring.issuer.clone(),
         aud: ring.audience.clone(),
-        sub: row.membership_id.unwrap_or_default().to_string(),
+        sub: ring.subject_of(row.id),
         jti: row.id.to_string(),
         iat: row.issued_at.unix_timestamp(),
         nbf: row.issued_at.unix_timestamp(),

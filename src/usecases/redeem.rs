@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::idempotency::{Answer, Keyed, past_key_races};
 use crate::faults;
-use crate::signing::{KeyRing, TokenClaims, TokenError};
+use crate::signing::{KeyRing, TokenClaims, TokenError, UNKNOWN_KEY};
 use crate::store::redemptions::{self, RedeemCall};
 
 pub use crate::store::redemptions::Redeemed;
@@ -34,6 +34,9 @@ impl Refusal {
             "token_expired" => Refusal::Expired,
             "token_revoked" => Refusal::Revoked,
             "unknown_token" => Refusal::Invalid("no such token".into()),
+            // As a token signed by a key that is not ours: a revoked key's
+            // tokens are refused like forgeries.
+            "key_revoked" => Refusal::Invalid(UNKNOWN_KEY.into()),
             _ => Refusal::AlreadyRedeemed,
         }
     }

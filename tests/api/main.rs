@@ -16,6 +16,8 @@ mod problems;
 mod redemptions;
 mod settings;
 mod shutdown;
+mod signing_keys;
 mod tokens;
 mod trust;
+mod undo;
 mod verification;

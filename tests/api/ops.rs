@@ -149,6 +149,7 @@ async fn the_openapi_document_lists_every_route() {
         "POST /v1/tokens/{id}/revoke",
         "POST /v1/redemptions",
         "GET /v1/redemptions",
+        "GET /v1/redemptions/{id}",
         "POST /v1/redemptions/{id}/reverse",
         "POST /v1/redemptions/{id}/confirm",
     ]

@@ -115,7 +115,11 @@ async fn expired_and_revoked_tokens_are_refused_with_their_own_types() {
             json!({}),
         )
         .await;
-    assert_problem(again, 409, "token_not_revocable").await;
+    let again = assert_problem(again, 409, "token_not_revocable").await;
+    assert_eq!(
+        again["state"], "revoked",
+        "the conflict names the token's state"
+    );
 }
 
 #[tokio::test]

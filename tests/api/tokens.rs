@@ -365,3 +365,64 @@ async fn validate_reports_the_state_without_consuming() {
     assert_eq!(after["state"], "redeemed");
     assert_eq!(status, 401, "another partner's token is as good as unknown");
 }
+
+#[tokio::test]
+async fn a_tokens_subject_is_its_own_and_a_replay_signs_the_same_token() {
+    let app = spawn_app().await;
+    let s = app.offer_setup().await;
+    let flights = app
+        .offer(&s.admin, json!({"partner_id": s.partner_id}))
+        .await;
+    let hotels = app.offer(&s.admin, json!({"title": "Hotels"})).await;
+    let issue = |offer: &Value, key: &'static str| {
+        let request = app
+            .client
+            .post(app.url("/v1/tokens"))
+            .bearer_auth(&s.checkout)
+            .header("idempotency-key", key)
+            .json(&json!({"membership_id": s.membership_id, "offer_id": offer["id"]}));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 201);
+            response.json::<Value>().await.unwrap()["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    let for_flights = issue(&flights, "flights-1").await;
+    let for_hotels = issue(&hotels, "hotels-1").await;
+    let replayed = issue(&flights, "flights-1").await;
+    let with_verification: Value = app
+        .verify(
+            &s.checkout,
+            json!({"community": "student", "consent": true, "offer_id": hotels["id"],
+                   "person": {"given_name": "Ana", "family_name": "Lima",
+                              "birth_date": "2004-03-09"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let from_verification = with_verification["token"]["token"].as_str().unwrap();
+
+    let subjects: Vec<String> = [&for_flights, &for_hotels, from_verification]
+        .iter()
+        .map(|t| claims_of(t)["sub"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(replayed, for_flights, "a replay is the very same token");
+    for (n, sub) in subjects.iter().enumerate() {
+        assert_ne!(sub, &s.membership_id);
+        assert!(!sub.contains(&s.membership_id.replace('-', "")));
+        assert_eq!(
+            subjects.iter().filter(|other| *other == sub).count(),
+            1,
+            "subject {n} is shared"
+        );
+    }
+    assert_eq!(
+        with_verification["membership_id"], s.membership_id,
+        "the checkout that verified still gets the membership"
+    );
+}

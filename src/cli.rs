@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -13,7 +14,7 @@ use uuid::Uuid;
 use crate::config::Settings;
 use crate::domain::api_key::{KeyId, Role};
 use crate::domain::blind::BlindIndexer;
-use crate::signing::{KeyRing, Revocation};
+use crate::signing::{KEY_REFRESH, KeyRing, Revocation};
 use crate::startup::{Application, open_database, shutdown_signal};
 use crate::store::{api_keys, signing_keys};
 use crate::usecases::import::{
@@ -252,17 +253,34 @@ async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
             println!("{kid}");
         }
         KeysCommand::RevokeSigning { kid } => {
-            match key_ring(&pool, settings)?.revoke(kid.trim()).await? {
-                Revocation::Revoked { successor } => {
+            let ring = key_ring(&pool, settings)?;
+            match ring.revoke(kid.trim()).await? {
+                Revocation::Revoked {
+                    successor,
+                    tokens_revoked,
+                } => {
                     eprintln!(
                         "revoked signing key {kid}: it is out of the JWKS and its tokens are \
                          refused at redemption now; every process stops verifying it within 5 s"
                     );
-                    if let Some(successor) = successor {
+                    eprintln!(
+                        "{tokens_revoked} unused tokens it signed were revoked; their places \
+                         are free for new tokens"
+                    );
+                    if let Some(successor) = &successor {
                         eprintln!(
                             "it was the signing key: new key {successor} signs from now on \
                              (every process within 5 s)"
                         );
+                    }
+                    // A process that has not yet re-read the keys may sign
+                    // a few more tokens with it: revoke those too.
+                    tokio::time::sleep(KEY_REFRESH + Duration::from_secs(1)).await;
+                    let late = ring.revoke_late_tokens(kid.trim()).await?;
+                    if late > 0 {
+                        eprintln!("{late} tokens signed with it since were revoked as well");
+                    }
+                    if let Some(successor) = successor {
                         println!("{successor}");
                     }
                 }

@@ -42,6 +42,10 @@ use crate::store::signing_keys::{self, NewKey, RevokedKey, SealedKey};
 /// How long a process keeps using the signing key it looked up, and the
 /// JWKS it read; a rotation reaches every process within this time.
 const ACTIVE_KEY_TTL: Duration = Duration::from_secs(5);
+
+/// How long a process may go on using what it read of the keys: after a
+/// revocation, a process may sign with the revoked key for this long.
+pub const KEY_REFRESH: Duration = ACTIVE_KEY_TTL;
 const NONCE_LEN: usize = 12;
 /// What a token signed by a key that is not ours, or no longer ours, is
 /// refused with.
@@ -303,11 +307,20 @@ impl KeyRing {
         Ok(match outcome {
             None => return Err(KeyError::UnknownKid(kid.to_owned())),
             Some(RevokedKey::Before(at)) => Revocation::AlreadyRevoked(at),
-            Some(RevokedKey::Now { was_signing: true }) => Revocation::Revoked {
-                successor: Some(successor.kid),
+            Some(RevokedKey::Now {
+                was_signing,
+                tokens_revoked,
+            }) => Revocation::Revoked {
+                successor: was_signing.then_some(successor.kid),
+                tokens_revoked,
             },
-            Some(RevokedKey::Now { was_signing: false }) => Revocation::Revoked { successor: None },
         })
+    }
+
+    /// Revokes the issued tokens of a revoked key that a process signed
+    /// before it learnt of the revocation; how many.
+    pub async fn revoke_late_tokens(&self, kid: &str) -> Result<i32, KeyError> {
+        Ok(signing_keys::revoke_tokens(&self.db, kid).await?)
     }
 
     /// Kids of revoked keys, re-read every `ACTIVE_KEY_TTL`.
@@ -471,6 +484,7 @@ pub enum Revocation {
     /// the revoked one was signing.
     Revoked {
         successor: Option<String>,
+        tokens_revoked: i32,
     },
     AlreadyRevoked(OffsetDateTime),
 }

@@ -97,7 +97,10 @@ pub async fn published(db: impl PgExecutor<'_>) -> Result<Vec<PublicKey>, sqlx::
 pub enum RevokedKey {
     /// Revoked by this call; `was_signing` when it was a key that signed
     /// (then `successor` signs from now on).
-    Now { was_signing: bool },
+    Now {
+        was_signing: bool,
+        tokens_revoked: i32,
+    },
     /// Revoked earlier, at that instant.
     Before(OffsetDateTime),
 }
@@ -133,8 +136,21 @@ pub async fn revoke(
     if was_signing {
         rotate_to(&mut *tx, successor).await?;
     }
+    let tokens_revoked = revoke_tokens(&mut *tx, kid).await?;
     tx.commit().await?;
-    Ok(Some(RevokedKey::Now { was_signing }))
+    Ok(Some(RevokedKey::Now {
+        was_signing,
+        tokens_revoked,
+    }))
+}
+
+/// Revokes the issued tokens a key signed and gives their places back
+/// (`revoke_tokens_of_key` in the migrations); how many.
+pub async fn revoke_tokens(db: impl PgExecutor<'_>, kid: &str) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT revoke_tokens_of_key($1)")
+        .bind(kid)
+        .fetch_one(db)
+        .await
 }
 
 /// The kids of revoked keys.

@@ -282,3 +282,48 @@ async fn revoking_a_retired_key_keeps_the_signing_key() {
     assert_eq!(signing, [current.trim().to_owned()]);
     db.close().await;
 }
+
+#[tokio::test]
+async fn revoking_a_key_frees_the_places_of_its_unused_tokens() {
+    let app = crate::helpers::spawn_app().await;
+    let s = app.offer_setup().await;
+    let offer = app.offer(&s.admin, json!({"per_person_limit": 1})).await;
+    let offer_id = offer["id"].as_str().unwrap();
+    let first: Value = app
+        .token(&s.checkout, &s.membership_id, offer_id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let held = app.token(&s.checkout, &s.membership_id, offer_id).await;
+    crate::helpers::assert_problem(held, 409, "person_limit_reached").await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+
+    let revoked = offergate_command(&crate::helpers::url_for_database(&database))
+        .args([
+            "keys",
+            "revoke-signing",
+            &kid_of(first["token"].as_str().unwrap()),
+        ])
+        .output()
+        .unwrap();
+
+    let said = String::from_utf8_lossy(&revoked.stderr).into_owned();
+    assert!(revoked.status.success(), "{said}");
+    assert!(
+        said.contains("1 unused tokens it signed were revoked"),
+        "{said}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM tokens WHERE state = 'revoked'")
+            .await,
+        1
+    );
+    // The in-process app re-reads the signing key within the refresh delay.
+    tokio::time::sleep(REFRESH).await;
+    let again = app.token(&s.checkout, &s.membership_id, offer_id).await;
+    assert_eq!(again.status(), 201, "{:?}", again.text().await);
+}

@@ -7,6 +7,7 @@ mod communities;
 mod concurrency;
 mod faults;
 mod helpers;
+mod hostile_input;
 mod import;
 mod offers;
 mod ops;

@@ -9,11 +9,9 @@
 use std::collections::HashMap;
 
 use csv_core::ReadRecordResult;
-use futures_util::StreamExt;
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use uuid::Uuid;
 
 use crate::domain::Invalid;
@@ -617,6 +615,44 @@ where
     Ok(())
 }
 
+/// Reads the next line into `line` (without its end). `Some(true)` when it
+/// was longer than `max` bytes: it is then read through and dropped, never
+/// held whole. `None` at the end of the input.
+async fn next_line<R: AsyncBufRead + Unpin>(
+    input: &mut R,
+    max: usize,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<bool>> {
+    line.clear();
+    let (mut any, mut too_long) = (false, false);
+    loop {
+        let available = input.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(any.then_some(too_long));
+        }
+        any = true;
+        let (piece, used, ended) = match available.iter().position(|b| *b == b'\n') {
+            Some(at) => (&available[..at], at + 1, true),
+            None => (available, available.len(), false),
+        };
+        if !too_long {
+            if line.len() + piece.len() > max {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(piece);
+            }
+        }
+        input.consume(used);
+        if ended {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Some(too_long));
+        }
+    }
+}
+
 async fn read_ndjson<R>(
     input: R,
     writer: &mut Writer<'_>,
@@ -626,26 +662,33 @@ where
     R: AsyncRead + Unpin + Send,
 {
     let max_bytes = options.limits.max_record_bytes;
-    // The codec drops the rest of a line past the limit as it arrives.
-    let mut lines = FramedRead::new(input, LinesCodec::new_with_max_length(max_bytes));
+    let mut input = tokio::io::BufReader::new(input);
+    let mut buffer = Vec::new();
     let mut line_number = 0u64;
-    while let Some(line) = lines.next().await {
+    loop {
+        let read = next_line(&mut input, max_bytes, &mut buffer)
+            .await
+            .map_err(|e| ImportError::Read(e.to_string()))?;
+        let problem = match read {
+            None => break,
+            Some(true) => Some(format!("is longer than {max_bytes} bytes")),
+            Some(false) => None,
+        };
         line_number += 1;
-        let line = match line {
-            Ok(line) => line,
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
+        let line = match (problem, std::str::from_utf8(&buffer)) {
+            (None, Ok(line)) => line,
+            (problem, _) => {
                 writer.report.rows_read += 1;
-                let message = format!("is longer than {max_bytes} bytes");
+                let message = problem.unwrap_or_else(|| "is not valid UTF-8".to_owned());
                 writer.reject(line_number, vec![Invalid::new("row", message)], None);
                 after_row(writer, options).await?;
                 continue;
             }
-            Err(LinesCodecError::Io(error)) => return Err(ImportError::Read(error.to_string())),
         };
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<RecordLine>(&line) {
+        match serde_json::from_str::<RecordLine>(line) {
             Ok(raw) => writer.accept(line_number, raw.into()),
             Err(error) => {
                 writer.report.rows_read += 1;

@@ -15,6 +15,7 @@ mod places;
 mod privacy;
 mod problems;
 mod redemptions;
+mod retention;
 mod settings;
 mod shutdown;
 mod tokens;

@@ -281,8 +281,9 @@ impl KeyVerifier {
             if self.unknown.contains_key(id) {
                 return Err(Arc::new(AuthError::Unknown));
             }
+            // Not remembered as unknown: the set may predate a key created
+            // elsewhere a moment ago, which the next read of the set finds.
             if !self.lookup_allowed() && !self.may_exist(key.id()).await.map_err(Arc::new)? {
-                self.unknown.insert(id.to_owned(), ()).await;
                 return Err(Arc::new(AuthError::Unknown));
             }
             self.unseen_lookups.fetch_add(1, Ordering::Relaxed);

@@ -147,6 +147,7 @@ async fn bench_import(
         mode: Mode::Upsert,
         on_error: OnError::Fail,
         format: Format::Csv,
+        limits: Default::default(),
     };
     let file = tokio::fs::File::open(&csv).await.expect("open csv");
     let started = Instant::now();

@@ -5,7 +5,20 @@
 //! - malformed keys and bad checksums are refused before any lookup
 //!   (`ApiKey::parse`);
 //! - a key id that is not in the database is refused after one primary-key
-//!   lookup, without hashing;
+//!   lookup, without hashing, and remembered as unknown (bounded, for
+//!   `UNKNOWN_ID_MEMORY`; ids are 71 random bits drawn by the server, so no
+//!   key created later has an id refused before);
+//! - such lookups of ids this process has not seen are budgeted
+//!   (`UNKNOWN_LOOKUPS_PER_SEC`): past the budget, as under a flood of
+//!   random ids, an id is checked against the set of key ids that exist
+//!   (ids only, bounded by the keys table, not by what callers send), read
+//!   at most once per `UNKNOWN_ID_RECHECK`; so a flood costs a bounded
+//!   number of small queries a second, whatever its rate. A key created
+//!   through this process is known at once; one created elsewhere works at
+//!   once outside a flood, and within `UNKNOWN_ID_RECHECK` during one;
+//! - a revoked key id is remembered (bounded, for `IDLE_EVICTION`), as
+//!   revocation is final;
+//! - every refusal is counted in `auth_refusals_total` by reason;
 //! - a verified key is cached in memory (bounded, keyed by a SHA-256 of the
 //!   whole key) and re-checked against its row, without hashing, once every
 //!   `revocation_delay`: a revoked key stops working within that delay;
@@ -14,6 +27,7 @@
 //! - hashing runs on the blocking pool, at most `max_concurrent_hashes` at
 //!   once per process.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,7 +38,8 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, RwLock, Semaphore};
 use uuid::Uuid;
 
 use crate::config::AuthSettings;
@@ -37,6 +52,22 @@ const HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 const REJECTION_MEMORY: Duration = Duration::from_secs(60);
 /// A cached key unused for this long is dropped.
 const IDLE_EVICTION: Duration = Duration::from_secs(600);
+/// How stale the set of existing key ids may be when it refuses an id.
+pub const UNKNOWN_ID_RECHECK: Duration = Duration::from_secs(1);
+/// How long an id found unknown is refused without a lookup.
+const UNKNOWN_ID_MEMORY: Duration = Duration::from_secs(60);
+/// Lookups per second of ids this process has not seen, before it relies
+/// on the set of existing ids instead.
+pub const UNKNOWN_LOOKUPS_PER_SEC: u32 = 20;
+
+/// The metric counting refused API keys, labelled by `reason`.
+pub const REFUSALS_METRIC: &str = "auth_refusals_total";
+
+/// Counts one refused request under its reason (`missing`, `malformed`,
+/// `unknown_key`, `wrong_secret`, `revoked`, `wrong_role`, `busy`).
+pub fn count_refusal(reason: &'static str) {
+    metrics::counter!(REFUSALS_METRIC, "reason" => reason).increment(1);
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +93,35 @@ pub enum AuthError {
     Hashing(String),
 }
 
+impl AuthError {
+    fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Unknown => "unknown_key",
+            AuthError::Revoked => "revoked",
+            AuthError::WrongSecret => "wrong_secret",
+            AuthError::Busy => "busy",
+            AuthError::Database(_) | AuthError::Hashing(_) => "error",
+        }
+    }
+}
+
+/// The ids of the keys that exist, as last read.
+#[derive(Default)]
+struct KnownIds {
+    ids: HashSet<String>,
+    /// The newest `created_at` read; the next read starts a minute before
+    /// it, so a key whose insert committed late is not missed.
+    newest: Option<OffsetDateTime>,
+    read_at: Option<Instant>,
+}
+
+impl KnownIds {
+    fn fresh(&self) -> bool {
+        self.read_at
+            .is_some_and(|at| at.elapsed() < UNKNOWN_ID_RECHECK)
+    }
+}
+
 #[derive(Clone)]
 struct Verified {
     principal: Principal,
@@ -78,6 +138,15 @@ pub struct KeyVerifier {
     hashing: Semaphore,
     revocation_delay: Duration,
     hashes_computed: AtomicU64,
+    known: RwLock<KnownIds>,
+    /// One reader of the key ids at a time; the others wait and reuse it.
+    reading_ids: Mutex<()>,
+    revoked: Cache<String, ()>,
+    unknown: Cache<String, ()>,
+    /// Lookups of unseen ids in the current second: (second began, count).
+    lookups: std::sync::Mutex<(Instant, u32)>,
+    id_reads: AtomicU64,
+    unseen_lookups: AtomicU64,
 }
 
 impl KeyVerifier {
@@ -95,7 +164,93 @@ impl KeyVerifier {
             hashing: Semaphore::new(settings.max_concurrent_hashes),
             revocation_delay: Duration::from_secs(settings.revocation_delay_secs),
             hashes_computed: AtomicU64::new(0),
+            known: RwLock::default(),
+            reading_ids: Mutex::new(()),
+            revoked: Cache::builder()
+                .max_capacity(settings.cache_capacity)
+                .time_to_live(IDLE_EVICTION)
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(settings.cache_capacity)
+                .time_to_live(UNKNOWN_ID_MEMORY)
+                .build(),
+            lookups: std::sync::Mutex::new((Instant::now(), 0)),
+            id_reads: AtomicU64::new(0),
+            unseen_lookups: AtomicU64::new(0),
         }
+    }
+
+    /// How many times this process has looked up an id it had not seen.
+    pub fn unseen_lookups(&self) -> u64 {
+        self.unseen_lookups.load(Ordering::Relaxed)
+    }
+
+    /// Takes one lookup of an unseen id from this second's budget.
+    fn lookup_allowed(&self) -> bool {
+        let Ok(mut budget) = self.lookups.lock() else {
+            return false;
+        };
+        if budget.0.elapsed() >= Duration::from_secs(1) {
+            *budget = (Instant::now(), 0);
+        }
+        if budget.1 < UNKNOWN_LOOKUPS_PER_SEC {
+            budget.1 += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How many times this process has read the set of key ids.
+    pub fn id_reads(&self) -> u64 {
+        self.id_reads.load(Ordering::Relaxed)
+    }
+
+    /// Makes a key created through this process known at once.
+    pub async fn remember_new(&self, id: &KeyId) {
+        self.known.write().await.ids.insert(id.as_str().to_owned());
+    }
+
+    /// Whether a key with this id may exist: `false` only when the ids read
+    /// within `UNKNOWN_ID_RECHECK` do not hold it.
+    async fn may_exist(&self, id: &KeyId) -> Result<bool, AuthError> {
+        {
+            let known = self.known.read().await;
+            if known.ids.contains(id.as_str()) {
+                return Ok(true);
+            }
+            if known.fresh() {
+                return Ok(false);
+            }
+        }
+        let _turn = self.reading_ids.lock().await;
+        let since = {
+            let known = self.known.read().await;
+            if known.ids.contains(id.as_str()) {
+                return Ok(true);
+            }
+            if known.fresh() {
+                return Ok(false);
+            }
+            known.newest
+        };
+        self.id_reads.fetch_add(1, Ordering::Relaxed);
+        let read = api_keys::ids_created_since(&self.db, since).await?;
+        let mut known = self.known.write().await;
+        for (key_id, created_at) in read {
+            known.newest = known.newest.max(Some(created_at));
+            known.ids.insert(key_id);
+        }
+        known.read_at = Some(Instant::now());
+        Ok(known.ids.contains(id.as_str()))
+    }
+
+    pub async fn authenticate(&self, key: &ApiKey) -> Result<Principal, Arc<AuthError>> {
+        let outcome = self.authenticate_uncounted(key).await;
+        if let Err(error) = &outcome {
+            count_refusal(error.reason());
+        }
+        outcome
     }
 
     /// How many argon2 verifications this process has run.
@@ -103,7 +258,10 @@ impl KeyVerifier {
         self.hashes_computed.load(Ordering::Relaxed)
     }
 
-    pub async fn authenticate(&self, key: &ApiKey) -> Result<Principal, Arc<AuthError>> {
+    async fn authenticate_uncounted(&self, key: &ApiKey) -> Result<Principal, Arc<AuthError>> {
+        if self.revoked.contains_key(key.id().as_str()) {
+            return Err(Arc::new(AuthError::Revoked));
+        }
         let fingerprint: Fingerprint = Sha256::digest(key.expose().as_bytes()).into();
         if self.rejected.contains_key(&fingerprint) {
             return Err(Arc::new(AuthError::WrongSecret));
@@ -112,17 +270,36 @@ impl KeyVerifier {
             if entry.checked_at.elapsed() < self.revocation_delay {
                 return Ok(entry.principal);
             }
-            return self.recheck(fingerprint, entry).await.map_err(Arc::new);
+            let outcome = self.recheck(fingerprint, entry).await;
+            if let Err(AuthError::Revoked) = outcome {
+                self.revoked.insert(key.id().as_str().to_owned(), ()).await;
+            }
+            return outcome.map_err(Arc::new);
+        }
+        let id = key.id().as_str();
+        if !self.known.read().await.ids.contains(id) {
+            if self.unknown.contains_key(id) {
+                return Err(Arc::new(AuthError::Unknown));
+            }
+            // Not remembered as unknown: the set may predate a key created
+            // elsewhere a moment ago, which the next read of the set finds.
+            if !self.lookup_allowed() && !self.may_exist(key.id()).await.map_err(Arc::new)? {
+                return Err(Arc::new(AuthError::Unknown));
+            }
+            self.unseen_lookups.fetch_add(1, Ordering::Relaxed);
         }
         let outcome = self
             .verified
             .try_get_with(fingerprint, self.verify(key))
             .await
             .map(|entry| entry.principal);
-        if let Err(error) = &outcome
-            && matches!(**error, AuthError::WrongSecret)
-        {
-            self.rejected.insert(fingerprint, ()).await;
+        if let Err(error) = &outcome {
+            match **error {
+                AuthError::WrongSecret => self.rejected.insert(fingerprint, ()).await,
+                AuthError::Revoked => self.revoked.insert(id.to_owned(), ()).await,
+                AuthError::Unknown => self.unknown.insert(id.to_owned(), ()).await,
+                _ => {}
+            }
         }
         outcome
     }
@@ -163,6 +340,7 @@ impl KeyVerifier {
         let row = api_keys::credentials(&self.db, key.id())
             .await?
             .ok_or(AuthError::Unknown)?;
+        self.remember_new(key.id()).await;
         if row.revoked {
             return Err(AuthError::Revoked);
         }

@@ -177,6 +177,7 @@ async fn import(
         mode,
         on_error,
         format,
+        limits: settings.import.limits(),
     };
     let outcome = import_records(&pool, &indexer, &options, progress.wrap_async_read(opened)).await;
     progress.finish_and_clear();
@@ -208,11 +209,8 @@ fn print_rejections(report: &ImportReport) {
     for row in &report.rejected {
         eprintln!("line {}: {}: {}", row.line, row.field, row.message);
     }
-    let unlisted = report
-        .rejected_total
-        .saturating_sub(report.rejected.len() as u64);
-    if unlisted > 0 {
-        eprintln!("... and {unlisted} more rejected rows");
+    if report.rejected_unlisted > 0 {
+        eprintln!("... and {} more rejected rows", report.rejected_unlisted);
     }
 }
 

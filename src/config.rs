@@ -31,6 +31,86 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub secrets: SecretSettings,
     pub log: LogSettings,
+    pub import: ImportSettings,
+    pub retention: RetentionSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImportSettings {
+    /// The longest CSV record or NDJSON line, in bytes.
+    pub max_record_bytes: usize,
+    /// Rejected rows listed in an import's answer; the rest are counted.
+    pub max_listed_rejections: usize,
+}
+
+impl ImportSettings {
+    pub fn limits(&self) -> crate::usecases::import::ImportLimits {
+        crate::usecases::import::ImportLimits {
+            max_record_bytes: self.max_record_bytes,
+            max_listed_rejections: self.max_listed_rejections,
+        }
+    }
+}
+
+/// How long rows that only record the past are kept, and how `serve`
+/// sweeps them away.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// How often each process tries to sweep (one process sweeps at a time).
+    pub sweep_interval_secs: u64,
+    /// Rows deleted per statement, so no sweep holds locks for long.
+    pub batch_rows: i64,
+    /// Verification attempts (and the stats counted from them).
+    pub attempts_secs: u64,
+    /// Verification strikes: at least the longest rate-limit window.
+    pub strikes_secs: u64,
+    /// Idempotency keys and the answers they replay.
+    pub idempotency_keys_secs: u64,
+    /// Tokens past their expiry that hold nothing (expired unused, revoked),
+    /// counted from the expiry.
+    pub expired_tokens_secs: u64,
+}
+
+impl RetentionSettings {
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.sweep_interval_secs)
+    }
+
+    fn validate(&self, verification: &VerificationSettings) -> Result<(), String> {
+        let longest = verification.longest_strike_window();
+        if self.sweep_interval_secs == 0 || !(1..=100_000).contains(&self.batch_rows) {
+            return Err(
+                "retention: sweep_interval_secs must be at least 1 and batch_rows 1 to 100000"
+                    .into(),
+            );
+        }
+        if Duration::from_secs(self.strikes_secs) < longest {
+            return Err(format!(
+                "retention.strikes_secs ({}) must be at least the longest rate-limit window \
+                 ({} s): younger strikes are the limits",
+                self.strikes_secs,
+                longest.as_secs()
+            ));
+        }
+        if self.attempts_secs < self.idempotency_keys_secs {
+            return Err(
+                "retention.attempts_secs must be at least idempotency_keys_secs: a replayed \
+                 verification answer reads its attempt"
+                    .into(),
+            );
+        }
+        if [
+            self.attempts_secs,
+            self.idempotency_keys_secs,
+            self.expired_tokens_secs,
+        ]
+        .iter()
+        .any(|secs| *secs == 0 || *secs > 100 * 365 * 86_400)
+        {
+            return Err("retention: every *_secs is 1 second to 100 years".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +156,15 @@ pub struct VerificationSettings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
+impl VerificationSettings {
+    /// The longest window over which strikes are counted (the window, or
+    /// the identity components' back-off lookback): strikes younger than
+    /// this are the limits and must not be pruned.
+    pub fn longest_strike_window(&self) -> Duration {
+        Duration::from_secs(self.window_secs.max(self.backoff_lookback_secs))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenSettings {
     pub issuer: String,
@@ -114,14 +203,6 @@ pub enum SettingsError {
         .0.join("; ")
     )]
     DevelopmentSecrets(Vec<String>),
-}
-
-impl VerificationSettings {
-    /// How long failed attempts count against some limit: strikes younger
-    /// than this must be kept.
-    pub fn longest_strike_window(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.window_secs.max(self.backoff_lookback_secs))
-    }
 }
 
 impl Settings {
@@ -204,6 +285,15 @@ impl Settings {
                     .into(),
             ));
         }
+        if self.import.max_record_bytes < 256 || self.import.max_listed_rejections == 0 {
+            return Err(SettingsError::Invalid(
+                "import: max_record_bytes must be at least 256 and max_listed_rejections at least 1"
+                    .into(),
+            ));
+        }
+        self.retention
+            .validate(&self.verification)
+            .map_err(SettingsError::Invalid)?;
         if self.auth.max_concurrent_hashes == 0 {
             return Err(SettingsError::Invalid(
                 "auth.max_concurrent_hashes must be at least 1".into(),

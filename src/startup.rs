@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::config::{RetentionSettings, Settings};
 use crate::db;
 use crate::http::{self, AppState};
 
@@ -19,6 +19,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     grace: Duration,
+    retention: RetentionSettings,
 }
 
 /// Opens the database as the settings say: in development it is created
@@ -51,6 +52,7 @@ impl Application {
             router,
             state,
             grace: settings.shutdown_grace(),
+            retention: settings.retention.clone(),
         })
     }
 
@@ -69,6 +71,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stopping_tx, mut stopping_rx) = watch::channel(false);
+        // Retention runs beside the server and stops with it.
+        tokio::spawn(crate::usecases::prune::run(
+            self.state.db.clone(),
+            self.retention,
+            stopping_rx.clone(),
+        ));
         let server = axum::serve(
             self.listener,
             self.router

@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod blind;
 pub mod community;
 pub mod identity;
+pub mod instant;
 mod nicknames;
 pub mod offer;
 pub mod record;

@@ -9,6 +9,8 @@ use super::community::Community;
 const TITLE_MAX: usize = 200;
 const DESCRIPTION_MAX: usize = 4_000;
 pub const DEFAULT_TOKEN_TTL_SECS: i32 = 900;
+/// The smallest percentage that is not 0.00 once kept in hundredths.
+const MIN_PERCENT_OFF: f64 = 0.005;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OfferStatus {
@@ -54,10 +56,13 @@ pub enum Discount {
 impl Discount {
     pub fn validate(&self) -> Vec<Invalid> {
         match self {
-            Discount::Percent { percent_off } if !(*percent_off > 0.0 && *percent_off <= 100.0) => {
+            // Kept in hundredths: anything that rounds to 0.00 would be no discount.
+            Discount::Percent { percent_off }
+                if !(*percent_off >= MIN_PERCENT_OFF && *percent_off <= 100.0) =>
+            {
                 vec![Invalid::new(
                     "discount.percent_off",
-                    "more than 0 and at most 100",
+                    "0.01 to 100 (kept in hundredths)",
                 )]
             }
             Discount::Fixed {

@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
-use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime, Time};
+use time::{OffsetDateTime, Time};
 
 use super::Invalid;
 use super::community::Community;
 use super::identity::{Identity, RawIdentity, parse_date};
+use super::instant::{self, BadInstant};
 
 const EXTERNAL_ID_MAX: usize = 200;
 const ORGANIZATION_MAX: usize = 300;
@@ -64,24 +64,75 @@ enum Bound {
     End,
 }
 
+/// Why a validity bound was refused.
+const BOUND_FORMAT: &str = "must be a date (YYYY-MM-DD) or an RFC 3339 instant";
+
 /// A date means the whole day (UTC): `valid_until = 2027-06-30` is valid
-/// through June 30th. An RFC 3339 instant means itself.
-fn parse_bound(raw: &str, bound: Bound) -> Option<OffsetDateTime> {
+/// through June 30th. An RFC 3339 instant means itself, moved to UTC.
+///
+/// `Ok(None)` is "no end": an end past the last instant offergate can keep
+/// (the end of 9999-12-31, which data sources write for "open-ended") bounds
+/// nothing any instant could pass, so it is kept as the open end it means
+/// rather than refused. A start that late, or any bound before the year
+/// 0000, is refused.
+fn parse_bound(raw: &str, bound: Bound) -> Result<Option<OffsetDateTime>, &'static str> {
     if let Some(date) = parse_date(raw) {
-        let start = date.with_time(Time::MIDNIGHT).assume_utc();
-        return Some(match bound {
-            Bound::Start => start,
-            Bound::End => start + Duration::days(1),
-        });
+        if date.year() < 0 {
+            return Err(BadInstant::TooEarly.message());
+        }
+        let day = match bound {
+            Bound::Start => Some(date),
+            Bound::End => date.next_day(),
+        };
+        return Ok(day.map(|day| day.with_time(Time::MIDNIGHT).assume_utc()));
     }
-    OffsetDateTime::parse(raw, &Rfc3339).ok()
+    match (instant::parse_rfc3339(raw), bound) {
+        (Ok(at), _) => Ok(Some(at)),
+        (Err(BadInstant::TooLate), Bound::End) => Ok(None),
+        (Err(BadInstant::Malformed), _) => Err(BOUND_FORMAT),
+        (Err(bad), _) => Err(bad.message()),
+    }
 }
 
 impl RawRecord {
+    /// Each column's name and value, in the documented order.
+    fn columns(&self) -> [(&'static str, Option<&str>); 11] {
+        let values = [
+            &self.external_id,
+            &self.community,
+            &self.subsegment,
+            &self.organization,
+            &self.email,
+            &self.given_name,
+            &self.family_name,
+            &self.birth_date,
+            &self.license_number,
+            &self.valid_from,
+            &self.valid_until,
+        ];
+        let mut at = 0;
+        values.map(|value| {
+            let name = COLUMNS[at];
+            at += 1;
+            (name, value.as_deref())
+        })
+    }
+
     pub fn parse(
         &self,
         communities: &HashMap<String, Community>,
     ) -> Result<ParsedRecord, Vec<Invalid>> {
+        // No text column can store a NUL character; a field holding one is
+        // named here rather than failing the whole import in the database.
+        let errors: Vec<Invalid> = self
+            .columns()
+            .into_iter()
+            .filter(|(_, value)| value.is_some_and(|v| v.contains('\0')))
+            .map(|(name, _)| Invalid::new(name, "must not contain the NUL character"))
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let mut errors = Vec::new();
         let external_id = match present(&self.external_id) {
             Some(id) if id.chars().count() <= EXTERNAL_ID_MAX => Some(id.to_owned()),
@@ -157,16 +208,13 @@ impl RawRecord {
         };
         let mut bound = |field: &str, value: &Option<String>, which: Bound| match present(value) {
             None => None,
-            Some(raw) => {
-                let parsed = parse_bound(raw, which);
-                if parsed.is_none() {
-                    errors.push(Invalid::new(
-                        field,
-                        "must be a date (YYYY-MM-DD) or an RFC 3339 instant",
-                    ));
+            Some(raw) => match parse_bound(raw, which) {
+                Ok(parsed) => parsed,
+                Err(message) => {
+                    errors.push(Invalid::new(field, message));
+                    None
                 }
-                parsed
-            }
+            },
         };
         let valid_from = bound("valid_from", &self.valid_from, Bound::Start);
         let valid_until = bound("valid_until", &self.valid_until, Bound::End);
@@ -271,5 +319,153 @@ mod tests {
         .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["subsegment", "valid_until"]);
+    }
+
+    #[test]
+    fn the_last_day_of_9999_is_an_open_end() {
+        let parsed = RawRecord {
+            valid_from: Some("2026-09-01".into()),
+            valid_until: Some("9999-12-31".into()),
+            ..row()
+        }
+        .parse(&communities())
+        .unwrap();
+        assert_eq!(parsed.valid_until, None);
+        let instant = RawRecord {
+            valid_until: Some("9999-12-31T23:00:00-05:00".into()),
+            ..row()
+        }
+        .parse(&communities())
+        .unwrap();
+        assert_eq!(instant.valid_until, None);
+    }
+
+    #[test]
+    fn bounds_are_kept_in_utc_and_unkeepable_ones_named() {
+        let parsed = RawRecord {
+            valid_from: Some("2026-09-01T09:00:00+09:00".into()),
+            ..row()
+        }
+        .parse(&communities())
+        .unwrap();
+        assert_eq!(parsed.valid_from, Some(datetime!(2026-09-01 0:00 UTC)));
+        assert!(parsed.valid_from.unwrap().offset().is_utc());
+        for (from, until, field) in [
+            ("9999-12-31T23:00:00-05:00", "", "valid_from"),
+            ("0000-01-01T00:00:00+01:00", "", "valid_from"),
+            ("", "0000-01-01T00:30:00+01:00", "valid_until"),
+        ] {
+            let errors = RawRecord {
+                valid_from: Some(from.into()),
+                valid_until: Some(until.into()),
+                ..row()
+            }
+            .parse(&communities())
+            .unwrap_err();
+            assert_eq!(errors.len(), 1, "{from} {until}: {errors:?}");
+            assert_eq!(errors[0].field, field);
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Dates of every shape: any year a parser might take, days and
+        /// months off the calendar, signs, and text that is no date.
+        fn date_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                (-99_999i32..=99_999, 0u8..=13, 0u8..=32)
+                    .prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+                (0i32..=9_999, 1u8..=12, 1u8..=28)
+                    .prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+                Just("9999-12-31".to_owned()),
+                Just("0000-01-01".to_owned()),
+                Just("+9999-12-31".to_owned()),
+                Just("-0001-01-01".to_owned()),
+                (
+                    0i32..=9_999,
+                    1u8..=12,
+                    1u8..=28,
+                    0u8..=23,
+                    -23i8..=23,
+                    0u8..=59
+                )
+                    .prop_map(|(y, m, d, h, oh, om)| {
+                        let sign = if oh < 0 { '-' } else { '+' };
+                        format!(
+                            "{y:04}-{m:02}-{d:02}T{h:02}:00:00{sign}{:02}:{om:02}",
+                            oh.unsigned_abs()
+                        )
+                    }),
+                "\\PC{0,40}",
+            ]
+        }
+
+        /// Any text: arbitrary Unicode, now and then very long.
+        fn any_text() -> impl Strategy<Value = Option<String>> {
+            prop_oneof![
+                Just(None),
+                "\\PC{0,60}".prop_map(Some),
+                any::<String>().prop_map(Some),
+                (any::<char>(), 0usize..20_000).prop_map(|(c, n)| Some(c.to_string().repeat(n))),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn the_record_parser_never_panics_and_names_each_bad_field(
+                external_id in any_text(),
+                community in prop_oneof![Just(Some("student".to_owned())), any_text()],
+                subsegment in any_text(),
+                organization in any_text(),
+                email in prop_oneof![Just(Some("ann@uni.edu".to_owned())), any_text()],
+                given_name in any_text(),
+                family_name in any_text(),
+                birth_date in prop::option::of(date_text()),
+                license_number in any_text(),
+                valid_from in prop::option::of(date_text()),
+                valid_until in prop::option::of(date_text()),
+            ) {
+                let raw = RawRecord {
+                    external_id, community, subsegment, organization, email, given_name,
+                    family_name, birth_date, license_number, valid_from, valid_until,
+                };
+                match raw.parse(&communities()) {
+                    Ok(parsed) => {
+                        for bound in [parsed.valid_from, parsed.valid_until].into_iter().flatten() {
+                            prop_assert!(bound.offset().is_utc());
+                            prop_assert!((0..=9_999).contains(&bound.year()));
+                        }
+                        if let (Some(from), Some(until)) = (parsed.valid_from, parsed.valid_until) {
+                            prop_assert!(from < until);
+                        }
+                    }
+                    Err(errors) => {
+                        prop_assert!(!errors.is_empty());
+                        for error in errors {
+                            prop_assert!(
+                                COLUMNS.contains(&error.field.as_str()) || error.field == "identity",
+                                "unnamed field {:?}", error
+                            );
+                            prop_assert!(!error.message.is_empty());
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn every_calendar_date_is_a_bound(y in 0i32..=9_999, m in 1u8..=12, d in 1u8..=31) {
+                let text = format!("{y:04}-{m:02}-{d:02}");
+                let is_date = parse_date(&text).is_some();
+                let parsed = RawRecord {
+                    valid_from: Some(text.clone()),
+                    valid_until: Some(text),
+                    ..row()
+                }
+                .parse(&communities());
+                prop_assert_eq!(parsed.is_ok(), is_date);
+            }
+        }
     }
 }

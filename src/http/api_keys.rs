@@ -109,6 +109,7 @@ async fn create(
         ));
     }
     let (key, record) = create_key(&state.db, body.role.into(), body.partner_id, name).await?;
+    state.keys.remember_new(&record.id).await;
     tracing::info!(key_id = %record.id, role = %record.role, "API key created");
     Ok((
         StatusCode::CREATED,

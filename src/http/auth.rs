@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 
 use super::AppState;
 use super::problem::ApiError;
-use crate::auth::Principal;
+use crate::auth::{Principal, count_refusal};
 use crate::domain::api_key::{ApiKey, Role};
 
 pub struct Caller(pub Principal);
@@ -18,6 +18,7 @@ impl Caller {
         if roles.contains(&self.0.role) {
             Ok(&self.0)
         } else {
+            crate::auth::count_refusal("wrong_role");
             let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
             Err(ApiError::Forbidden(format!(
                 "This route needs a key of role {}; this key's role is {}.",
@@ -33,6 +34,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            count_refusal("missing");
             ApiError::Unauthenticated("Send the API key as `Authorization: Bearer <key>`.".into())
         })?;
         let raw = header
@@ -40,12 +42,15 @@ impl FromRequestParts<AppState> for Caller {
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| {
+                count_refusal("malformed");
                 ApiError::Unauthenticated(
                     "The Authorization header must read `Bearer <key>`.".into(),
                 )
             })?;
-        let key = ApiKey::parse(raw.trim())
-            .map_err(|malformed| ApiError::Unauthenticated(format!("{malformed}.")))?;
+        let key = ApiKey::parse(raw.trim()).map_err(|malformed| {
+            count_refusal("malformed");
+            ApiError::Unauthenticated(format!("{malformed}."))
+        })?;
         let principal = state.keys.authenticate(&key).await?;
         tracing::Span::current().record("api_key", principal.key_id.as_str());
         Ok(Caller(principal))

@@ -53,7 +53,53 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
             && essence.ends_with("+json"))
 }
 
+/// The path of the first string holding a NUL character, which no text
+/// column can store. JSON writes NUL only as the escape `\u0000`, so bodies
+/// without it are not walked.
+fn nul_field(bytes: &[u8]) -> Option<String> {
+    if !bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    find_nul(&value, "")
+}
+
+fn find_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    let under = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => Some(if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(at, item)| find_nul(item, &format!("{path}[{at}]"))),
+        serde_json::Value::Object(members) => members.iter().find_map(|(name, member)| {
+            if name.contains('\0') {
+                Some(under(&name.replace('\0', "\\u0000")))
+            } else {
+                find_nul(member, &under(name))
+            }
+        }),
+        _ => None,
+    }
+}
+
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some(field) = nul_field(bytes) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            field,
+            "must not contain the NUL character",
+        )]));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

@@ -30,6 +30,7 @@ pub fn with_layers(router: Router, server: &ServerSettings) -> Router {
     // Each `layer` wraps the ones before it: the last is the outermost.
     router
         .layer(DefaultBodyLimit::max(server.body_limit_bytes))
+        .layer(middleware::from_fn(refuse_nul_in_path))
         .layer(CatchPanicLayer::custom(panic_as_problem))
         .layer(middleware::from_fn_with_state(
             Deadlines {
@@ -52,6 +53,19 @@ pub fn with_layers(router: Router, server: &ServerSettings) -> Router {
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// No text column can store a NUL character, and no key or id holds one:
+/// a path naming one is refused before any handler reads it.
+async fn refuse_nul_in_path(request: Request, next: Next) -> Response {
+    let path = request.uri().path().as_bytes();
+    if path.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
+        return super::problem::ApiError::BadRequest(
+            "The path must not contain the NUL character (%00).".into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 #[derive(Clone, Copy)]

@@ -6,6 +6,7 @@ mod client_address;
 mod communities;
 mod docs;
 mod idempotency;
+mod instant;
 pub mod json;
 mod layers;
 pub mod metrics;
@@ -61,6 +62,7 @@ pub struct App {
     pub ring: KeyRing,
     /// Communities and active offers, as every caller lists them.
     pub catalog: Catalog,
+    pub import_limits: crate::usecases::import::ImportLimits,
     communities: Cache<String, Option<Arc<Community>>>,
 }
 
@@ -98,6 +100,7 @@ impl AppState {
                 },
             },
             trusted_proxies: v.trusted_proxies.clone(),
+            import_limits: settings.import.limits(),
             communities: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(COMMUNITY_CACHE_TTL)

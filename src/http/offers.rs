@@ -99,9 +99,9 @@ pub struct OfferBody {
     subsegments: Vec<String>,
     discount: DiscountBody,
     /// RFC 3339; an offset is accepted and kept as the instant it names.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "super::instant::option")]
     starts_at: Option<OffsetDateTime>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "super::instant::option")]
     ends_at: Option<OffsetDateTime>,
     #[serde(default = "default_status")]
     status: StatusBody,

@@ -198,6 +198,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::ImportRejected(report) => {
                 extensions.insert("rejected_total".into(), report.rejected_total.into());
+                extensions.insert("rejected_unlisted".into(), report.rejected_unlisted.into());
                 extensions.insert(
                     "rows".into(),
                     serde_json::to_value(&report.rejected).unwrap_or_default(),

@@ -87,6 +87,7 @@ async fn import(
         mode: params.mode,
         on_error: params.on_error,
         format: format_of(&headers)?,
+        limits: state.import_limits,
     };
     let input = StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
     let report = import_records(&state.db, &state.indexer, &options, input).await?;

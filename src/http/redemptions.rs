@@ -321,7 +321,7 @@ pub struct ListParams {
     #[serde(default)]
     unconfirmed: bool,
     /// Only redemptions at or after this instant (RFC 3339).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "super::instant::option")]
     #[param(value_type = Option<String>)]
     since: Option<OffsetDateTime>,
     /// `next_cursor` of the previous page.

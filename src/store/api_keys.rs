@@ -114,3 +114,19 @@ pub async fn revoke(db: impl PgExecutor<'_>, id: &KeyId) -> Result<Option<KeyRec
     .fetch_optional(db)
     .await
 }
+
+/// The ids of keys created after `since` less a minute (all of them
+/// without `since`), with their creation times: what authentication needs
+/// to refuse unknown ids without a lookup each.
+pub async fn ids_created_since(
+    db: impl PgExecutor<'_>,
+    since: Option<OffsetDateTime>,
+) -> Result<Vec<(String, OffsetDateTime)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, created_at FROM api_keys
+         WHERE $1::timestamptz IS NULL OR created_at > $1::timestamptz - interval '1 minute'",
+    )
+    .bind(since)
+    .fetch_all(db)
+    .await
+}

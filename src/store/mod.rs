@@ -6,6 +6,7 @@ pub mod communities;
 pub mod health;
 pub mod offers;
 pub mod partners;
+pub mod prune;
 pub mod records;
 pub mod redemptions;
 pub mod signing_keys;

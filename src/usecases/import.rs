@@ -8,11 +8,10 @@
 
 use std::collections::HashMap;
 
-use futures_util::StreamExt;
+use csv_core::ReadRecordResult;
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use uuid::Uuid;
 
 use crate::domain::Invalid;
@@ -23,10 +22,31 @@ use crate::store::communities;
 use crate::store::records::{self, IndexedRecord};
 
 const BATCH_ROWS: usize = 2_000;
-/// Rejected rows listed in a report; the rest are only counted.
-pub const MAX_LISTED_REJECTIONS: usize = 1_000;
-const MAX_LINE_BYTES: usize = 64 * 1024;
 const SOURCE_MAX_CHARS: usize = 100;
+/// Bytes read from the input at a time by the CSV reader.
+const CSV_CHUNK_BYTES: usize = 64 * 1024;
+/// Fields a CSV record may have (the header names at most 11 columns).
+const CSV_MAX_FIELDS: usize = 64;
+
+/// How much of an import one record, and the report, may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// The longest CSV record or NDJSON line, in bytes; a longer one is a
+    /// rejected row, never held whole in memory.
+    pub max_record_bytes: usize,
+    /// Rejected rows listed in a report, each with its faults; the rest are
+    /// only counted (`rejected_unlisted`).
+    pub max_listed_rejections: usize,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        ImportLimits {
+            max_record_bytes: 16 * 1024,
+            max_listed_rejections: 100,
+        }
+    }
+}
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -118,6 +138,7 @@ pub struct ImportOptions {
     pub mode: Mode,
     pub on_error: OnError,
     pub format: Format,
+    pub limits: ImportLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -138,8 +159,11 @@ pub struct ImportReport {
     /// Memberships that rested on retired records and ended.
     pub memberships_ended: u64,
     pub rejected_total: u64,
-    /// The first rejected rows, each fault on its own line.
+    /// The first rejected rows (`import.max_listed_rejections`), each fault
+    /// on its own line.
     pub rejected: Vec<RejectedRow>,
+    /// Rejected rows past the listed ones, only counted.
+    pub rejected_unlisted: u64,
     /// Whether anything was written.
     pub committed: bool,
 }
@@ -158,17 +182,20 @@ pub enum ImportError {
     Stage(String),
 }
 
-fn reject(report: &mut ImportReport, line: u64, errors: Vec<Invalid>) {
+fn reject(report: &mut ImportReport, limits: &ImportLimits, line: u64, errors: Vec<Invalid>) {
+    let listed_rows = report.rejected_total - report.rejected_unlisted;
     report.rejected_total += 1;
-    for error in errors {
-        if report.rejected.len() < MAX_LISTED_REJECTIONS {
-            report.rejected.push(RejectedRow {
-                line,
-                field: error.field,
-                message: error.message,
-            });
-        }
+    if listed_rows >= limits.max_listed_rejections as u64 {
+        report.rejected_unlisted += 1;
+        return;
     }
+    report
+        .rejected
+        .extend(errors.into_iter().map(|error| RejectedRow {
+            line,
+            field: error.field,
+            message: error.message,
+        }));
 }
 
 /// The reading stage: parses, checks and hashes rows into batches.
@@ -182,11 +209,12 @@ struct Writer<'a> {
     /// External ids of rejected rows, kept from retirement in replace mode.
     rejected_ids: Vec<String>,
     writing: bool,
+    limits: ImportLimits,
 }
 
 impl Writer<'_> {
     fn reject(&mut self, line: u64, errors: Vec<Invalid>, external_id: Option<&str>) {
-        reject(&mut self.report, line, errors);
+        reject(&mut self.report, &self.limits, line, errors);
         if let Some(id) = external_id.map(str::trim).filter(|id| !id.is_empty()) {
             self.rejected_ids.push(id.to_owned());
         }
@@ -320,6 +348,7 @@ where
         report: ImportReport::default(),
         rejected_ids: Vec::new(),
         writing: true,
+        limits: options.limits,
     };
     let read = match options.format {
         Format::Csv => read_csv(input, &mut writer, &options).await,
@@ -341,7 +370,7 @@ where
     report.updated = written.updated;
     for line in written.duplicate_lines {
         let error = Invalid::new("external_id", "appears more than once in this import");
-        reject(&mut report, line, vec![error]);
+        reject(&mut report, &options.limits, line, vec![error]);
     }
 
     report.rejected.sort_by_key(|row| row.line);
@@ -377,6 +406,104 @@ async fn after_row(writer: &mut Writer<'_>, options: &ImportOptions) -> Result<(
     Ok(())
 }
 
+/// One CSV record as the reader found it.
+enum CsvRow {
+    /// Its fields, trimmed; `None` where a field is not UTF-8.
+    Fields(Vec<Option<String>>),
+    /// Longer than the record limit: read through and dropped, never held.
+    TooLong,
+    /// More than `CSV_MAX_FIELDS` fields.
+    TooManyFields,
+}
+
+/// CSV records from a stream, each at most `max_record_bytes`: a longer
+/// record is read through in small pieces and reported, not buffered.
+struct CsvRecords<R> {
+    input: R,
+    core: csv_core::Reader,
+    chunk: Vec<u8>,
+    at: usize,
+    filled: usize,
+    eof: bool,
+    record: Vec<u8>,
+    ends: [usize; CSV_MAX_FIELDS],
+    scratch: [u8; 1024],
+}
+
+impl<R: AsyncRead + Unpin> CsvRecords<R> {
+    fn new(input: R, max_record_bytes: usize) -> Self {
+        CsvRecords {
+            input,
+            core: csv_core::Reader::new(),
+            chunk: vec![0; CSV_CHUNK_BYTES],
+            at: 0,
+            filled: 0,
+            eof: false,
+            record: vec![0; max_record_bytes],
+            ends: [0; CSV_MAX_FIELDS],
+            scratch: [0; 1024],
+        }
+    }
+
+    /// The next record and the line it starts on.
+    async fn next(&mut self) -> std::io::Result<Option<(u64, CsvRow)>> {
+        let line = self.core.line();
+        let (mut nout, mut nend) = (0, 0);
+        let (mut too_long, mut too_many) = (false, false);
+        let mut scratch_ends = [0usize; 8];
+        loop {
+            if self.at == self.filled && !self.eof {
+                self.filled = self.input.read(&mut self.chunk).await?;
+                self.at = 0;
+                self.eof = self.filled == 0;
+            }
+            let input = &self.chunk[self.at..self.filled];
+            let output: &mut [u8] = if too_long {
+                &mut self.scratch
+            } else {
+                &mut self.record[nout..]
+            };
+            let ends: &mut [usize] = if too_long || too_many {
+                &mut scratch_ends
+            } else {
+                &mut self.ends[nend..]
+            };
+            let (result, nin, wrote, ended) = self.core.read_record(input, output, ends);
+            self.at += nin;
+            if !too_long {
+                nout += wrote;
+            }
+            if !too_long && !too_many {
+                nend += ended;
+            }
+            match result {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => too_long = too_long || nout >= self.record.len(),
+                ReadRecordResult::OutputEndsFull => too_many = true,
+                ReadRecordResult::End => return Ok(None),
+                ReadRecordResult::Record if too_long => return Ok(Some((line, CsvRow::TooLong))),
+                ReadRecordResult::Record if too_many => {
+                    return Ok(Some((line, CsvRow::TooManyFields)));
+                }
+                ReadRecordResult::Record => {
+                    let mut start = 0;
+                    let fields = self.ends[..nend]
+                        .iter()
+                        .map(|&end| {
+                            let field = std::str::from_utf8(&self.record[start..end])
+                                .ok()
+                                .map(|text| text.trim().to_owned());
+                            start = end;
+                            field
+                        })
+                        .collect();
+                    return Ok(Some((line, CsvRow::Fields(fields))));
+                }
+            }
+        }
+    }
+}
+
 async fn read_csv<R>(
     input: R,
     writer: &mut Writer<'_>,
@@ -385,20 +512,34 @@ async fn read_csv<R>(
 where
     R: AsyncRead + Unpin + Send,
 {
-    let mut reader = csv_async::AsyncReaderBuilder::new()
-        .trim(csv_async::Trim::All)
-        .flexible(true)
-        .create_reader(input);
-    let headers = reader
-        .headers()
-        .await
-        .map_err(|e| ImportError::Refused(format!("the CSV header cannot be read: {e}")))?
-        .clone();
+    let max_bytes = options.limits.max_record_bytes;
+    let mut records = CsvRecords::new(input, max_bytes);
+    let read_error = |e: std::io::Error| ImportError::Read(e.to_string());
+    let headers: Vec<String> = match records.next().await.map_err(read_error)? {
+        None => Vec::new(),
+        Some((_, CsvRow::Fields(fields))) if fields.iter().all(Option::is_some) => {
+            fields.into_iter().flatten().collect()
+        }
+        Some((_, CsvRow::Fields(_))) => {
+            return Err(ImportError::Refused(
+                "the CSV header is not valid UTF-8".into(),
+            ));
+        }
+        Some((_, CsvRow::TooLong | CsvRow::TooManyFields)) => {
+            return Err(ImportError::Refused(format!(
+                "the CSV header is longer than {max_bytes} bytes or has more than \
+                 {CSV_MAX_FIELDS} fields; the columns are {}",
+                COLUMNS.join(", ")
+            )));
+        }
+    };
     let mut positions: HashMap<&str, usize> = HashMap::new();
+    let mut names: Vec<&str> = Vec::with_capacity(headers.len());
     for (at, name) in headers.iter().enumerate() {
         match COLUMNS.iter().find(|c| c.eq_ignore_ascii_case(name)) {
             Some(column) => {
                 positions.insert(column, at);
+                names.push(column);
             }
             None => {
                 return Err(ImportError::Refused(format!(
@@ -415,38 +556,46 @@ where
             )));
         }
     }
-    let mut records = reader.records();
-    while let Some(record) = records.next().await {
-        let record = match record {
-            Ok(record) => record,
-            Err(error) => {
-                let line = error.position().map(|p| p.line()).unwrap_or(0);
-                if matches!(error.kind(), csv_async::ErrorKind::Io(_)) {
-                    return Err(ImportError::Read(error.to_string()));
-                }
+    while let Some((line, row)) = records.next().await.map_err(read_error)? {
+        let fields = match row {
+            CsvRow::Fields(fields) if fields.len() <= headers.len() => fields,
+            other => {
+                let message = match other {
+                    CsvRow::TooLong => format!("is longer than {max_bytes} bytes"),
+                    CsvRow::TooManyFields => format!(
+                        "has more than {CSV_MAX_FIELDS} fields; the header has {}",
+                        headers.len()
+                    ),
+                    CsvRow::Fields(fields) => format!(
+                        "has {} fields; the header has {}",
+                        fields.len(),
+                        headers.len()
+                    ),
+                };
                 writer.report.rows_read += 1;
-                writer.reject(line, vec![Invalid::new("row", error.to_string())], None);
+                writer.reject(line, vec![Invalid::new("row", message)], None);
                 after_row(writer, options).await?;
                 continue;
             }
         };
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        if record.len() > headers.len() {
+        let not_utf8: Vec<Invalid> = fields
+            .iter()
+            .zip(&names)
+            .filter(|(field, _)| field.is_none())
+            .map(|(_, name)| Invalid::new(*name, "is not valid UTF-8"))
+            .collect();
+        if !not_utf8.is_empty() {
             writer.report.rows_read += 1;
-            let message = format!(
-                "has {} fields; the header has {}",
-                record.len(),
-                headers.len()
-            );
-            writer.reject(line, vec![Invalid::new("row", message)], None);
+            writer.reject(line, not_utf8, None);
             after_row(writer, options).await?;
             continue;
         }
         let column = |name: &str| {
             positions
                 .get(name)
-                .and_then(|at| record.get(*at))
-                .map(str::to_owned)
+                .and_then(|at| fields.get(*at))
+                .cloned()
+                .flatten()
         };
         let raw = RawRecord {
             external_id: column("external_id"),
@@ -467,6 +616,44 @@ where
     Ok(())
 }
 
+/// Reads the next line into `line` (without its end). `Some(true)` when it
+/// was longer than `max` bytes: it is then read through and dropped, never
+/// held whole. `None` at the end of the input.
+async fn next_line<R: AsyncBufRead + Unpin>(
+    input: &mut R,
+    max: usize,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<bool>> {
+    line.clear();
+    let (mut any, mut too_long) = (false, false);
+    loop {
+        let available = input.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(any.then_some(too_long));
+        }
+        any = true;
+        let (piece, used, ended) = match available.iter().position(|b| *b == b'\n') {
+            Some(at) => (&available[..at], at + 1, true),
+            None => (available, available.len(), false),
+        };
+        if !too_long {
+            if line.len() + piece.len() > max {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(piece);
+            }
+        }
+        input.consume(used);
+        if ended {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Some(too_long));
+        }
+    }
+}
+
 async fn read_ndjson<R>(
     input: R,
     writer: &mut Writer<'_>,
@@ -475,23 +662,34 @@ async fn read_ndjson<R>(
 where
     R: AsyncRead + Unpin + Send,
 {
-    let mut lines = FramedRead::new(input, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+    let max_bytes = options.limits.max_record_bytes;
+    let mut input = tokio::io::BufReader::new(input);
+    let mut buffer = Vec::new();
     let mut line_number = 0u64;
-    while let Some(line) = lines.next().await {
+    loop {
+        let read = next_line(&mut input, max_bytes, &mut buffer)
+            .await
+            .map_err(|e| ImportError::Read(e.to_string()))?;
+        let problem = match read {
+            None => break,
+            Some(true) => Some(format!("is longer than {max_bytes} bytes")),
+            Some(false) => None,
+        };
         line_number += 1;
-        let line = match line {
-            Ok(line) => line,
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
-                return Err(ImportError::Refused(format!(
-                    "line {line_number} is longer than {MAX_LINE_BYTES} bytes"
-                )));
+        let line = match (problem, std::str::from_utf8(&buffer)) {
+            (None, Ok(line)) => line,
+            (problem, _) => {
+                writer.report.rows_read += 1;
+                let message = problem.unwrap_or_else(|| "is not valid UTF-8".to_owned());
+                writer.reject(line_number, vec![Invalid::new("row", message)], None);
+                after_row(writer, options).await?;
+                continue;
             }
-            Err(LinesCodecError::Io(error)) => return Err(ImportError::Read(error.to_string())),
         };
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<RecordLine>(&line) {
+        match serde_json::from_str::<RecordLine>(line) {
             Ok(raw) => writer.accept(line_number, raw.into()),
             Err(error) => {
                 writer.report.rows_read += 1;

@@ -144,3 +144,36 @@ fn import_takes_the_same_path_as_the_api_and_names_bad_lines() {
     );
     assert!(stdout(&skipping).is_empty());
 }
+
+#[test]
+fn import_takes_open_ended_rows_and_caps_the_rejections_it_prints() {
+    let database = TestDatabase::new();
+    let dir = std::env::temp_dir().join(format!("offergate-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("roster.csv");
+    let mut csv = String::from("external_id,community,email,valid_until\n");
+    csv.push_str("t-0,teacher,open@school.org,9999-12-31\n");
+    for n in 1..=120 {
+        csv.push_str(&format!("t-{n},teacher,bad-address-{n},\n"));
+    }
+    std::fs::write(&file, csv).unwrap();
+
+    let output = run(
+        &database,
+        &[
+            "import",
+            "--source",
+            "open",
+            "--on-error",
+            "skip",
+            file.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    std::fs::remove_dir_all(&dir).ok();
+
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("121 rows read: 1 inserted"), "{stderr}");
+    assert!(stderr.contains("... and 20 more rejected rows"), "{stderr}");
+    assert_eq!(stderr.matches(": email: ").count(), 100, "{stderr}");
+}

@@ -252,3 +252,82 @@ async fn bad_import_requests_are_clear_4xx_problems() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_record_past_the_size_limit_is_a_named_row_and_the_rest_still_imports() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    // 64 KiB in one quoted field spanning lines, then a good row.
+    let huge = "x\n".repeat(32 * 1024);
+    let csv = format!(
+        "external_id,community,email,organization\n\
+         t-1,teacher,a@school.org,\"{huge}\"\n\
+         t-2,teacher,b@school.org,South High\n"
+    );
+    let long_line = format!(
+        r#"{{"external_id":"n-1","community":"nurse","email":"a@h.org","organization":"{}"}}"#,
+        "y".repeat(20_000)
+    );
+    let ndjson = format!(
+        "{long_line}\n{}\n",
+        r#"{"external_id":"n-2","community":"nurse","email":"b@h.org"}"#
+    );
+
+    let csv_report: Value = app
+        .import(&admin, "source=big&on_error=skip", "text/csv", &csv)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ndjson_report: Value = app
+        .import(
+            &admin,
+            "source=big2&on_error=skip",
+            "application/x-ndjson",
+            &ndjson,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    for (report, line) in [(&csv_report, 2), (&ndjson_report, 1)] {
+        assert_eq!(report["inserted"], 1, "{report}");
+        assert_eq!(report["rejected_total"], 1);
+        assert_eq!(report["rejected"][0]["line"], line);
+        assert_eq!(report["rejected"][0]["field"], "row");
+        assert_eq!(
+            report["rejected"][0]["message"],
+            "is longer than 16384 bytes"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_rejected_rows_listed_are_capped_and_the_rest_counted() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    let mut csv = String::from("external_id,community,email\n");
+    for n in 0..250 {
+        csv.push_str(&format!("b-{n},wizard,not-an-email\n"));
+    }
+
+    let response = app.import(&admin, "source=bad", "text/csv", &csv).await;
+
+    let problem = assert_problem(response, 422, "import_rejected").await;
+    assert_eq!(problem["rejected_total"], 250);
+    assert_eq!(problem["rejected_unlisted"], 150);
+    let lines: std::collections::BTreeSet<u64> = problem["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 100);
+    assert_eq!(lines.first(), Some(&2));
+    assert_eq!(lines.last(), Some(&101));
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_records").await,
+        0
+    );
+}

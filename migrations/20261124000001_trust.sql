@@ -14,21 +14,26 @@ ALTER TABLE verification_records
 UPDATE verification_records SET has_birth_date = name_dob_ix IS NOT NULL;
 
 -- A token's place under a per-person limit is held by a key of the person
--- for that offer alone: a hash of the offer and the person's blind index.
--- It links nothing across offers, names nobody without the server's key,
--- and outlives an erasure of the person while the offer is live, so an
--- erased person who verifies again finds their places still taken.
-CREATE FUNCTION offer_place_key(p_offer uuid, p_person bytea) RETURNS bytea
+-- for that offer alone: SHA-256 of a secret derived from the blind-index
+-- key (never stored in the database; each call passes it), the offer and
+-- the person's blind index. It links nothing across offers, cannot be
+-- joined to a record's person key by anyone without the secret, and
+-- outlives an erasure of the person while the offer is live, so an erased
+-- person who verifies again finds their places still taken.
+CREATE FUNCTION offer_place_key(p_offer uuid, p_person bytea, p_secret bytea) RETURNS bytea
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT sha256(uuid_send(p_offer) || p_person)
+    SELECT sha256(p_secret || uuid_send(p_offer) || p_person)
 $$;
 
+-- Tokens keep their legacy `person_key` until `serve` (or `migrate`), which
+-- holds the secret, turns each into a place key and recounts the per-person
+-- places of their offers (src/usecases/places.rs).
 DROP INDEX tokens_offer_person;
-ALTER TABLE tokens RENAME COLUMN person_key TO place_key;
-UPDATE tokens SET place_key = offer_place_key(offer_id, place_key) WHERE place_key IS NOT NULL;
+ALTER TABLE tokens ADD COLUMN place_key bytea;
 CREATE INDEX tokens_offer_place ON tokens (offer_id, place_key);
+CREATE INDEX tokens_legacy_person ON tokens (offer_id) WHERE person_key IS NOT NULL;
+DELETE FROM offer_person_places;
 ALTER TABLE offer_person_places RENAME COLUMN person_key TO place_key;
-UPDATE offer_person_places SET place_key = offer_place_key(offer_id, place_key);
 
 -- Gives back a place held by a token of the offer (`p_place`: the token's
 -- place key). The caller holds the offer's row lock.
@@ -44,11 +49,15 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION reclaim_expired_places(p_offer uuid, p_person bytea) RETURNS integer
+-- Marks the offer's issued tokens that have expired as `expired` and gives
+-- their places back; with `p_place`, only those holding that place key.
+-- Returns how many.
+DROP FUNCTION reclaim_expired_places(uuid, bytea);
+CREATE FUNCTION reclaim_expired_places(p_offer uuid, p_place bytea) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     freed integer;
-    place bytea := offer_place_key(p_offer, p_person);
+    place bytea := p_place;
 BEGIN
     -- Most refusals at a full cap find nothing to reclaim: look first,
     -- without a lock, so they do not queue on the offer's row.
@@ -93,13 +102,15 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION take_place(
+DROP FUNCTION take_place(uuid, uuid, uuid, bytea, text, text, text);
+CREATE FUNCTION take_place(
     p_token uuid, p_offer uuid, p_membership uuid, p_person bytea,
-    p_community text, p_subsegment text, p_kid text
+    p_community text, p_subsegment text, p_kid text, p_secret bytea
 ) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     offer offers%ROWTYPE;
+    place bytea := offer_place_key(p_offer, p_person, p_secret);
 BEGIN
     SELECT * INTO offer FROM offers WHERE id = p_offer;
     IF NOT FOUND THEN
@@ -132,11 +143,11 @@ BEGIN
     IF offer.per_person_limit IS NOT NULL THEN
         FOR pass IN 1..2 LOOP
             INSERT INTO offer_person_places AS p (offer_id, place_key, taken)
-            VALUES (p_offer, offer_place_key(p_offer, p_person), 1)
+            VALUES (p_offer, place, 1)
             ON CONFLICT (offer_id, place_key) DO UPDATE SET taken = p.taken + 1
                 WHERE p.taken < offer.per_person_limit;
             EXIT WHEN FOUND;
-            IF pass = 2 OR reclaim_expired_places(p_offer, p_person) = 0 THEN
+            IF pass = 2 OR reclaim_expired_places(p_offer, place) = 0 THEN
                 PERFORM give_back_place(p_offer, NULL);
                 RETURN 'person_limit_reached';
             END IF;
@@ -144,7 +155,7 @@ BEGIN
     END IF;
 
     INSERT INTO tokens (id, offer_id, membership_id, place_key, community, kid, expires_at)
-    VALUES (p_token, p_offer, p_membership, offer_place_key(p_offer, p_person), p_community, p_kid,
+    VALUES (p_token, p_offer, p_membership, place, p_community, p_kid,
             now() + make_interval(secs => offer.token_ttl_secs));
     RETURN 'issued';
 END
@@ -287,7 +298,7 @@ CREATE FUNCTION verify_consumer(
     p_backoff double precision[],
     p_age_ok boolean, p_age_gated boolean, p_claimed_person bytea, p_customer_ref bytea,
     p_period_subsegments text[], p_period_days integer[], p_default_days integer,
-    p_offer uuid, p_token uuid, p_kid text
+    p_offer uuid, p_token uuid, p_kid text, p_place_secret bytea, p_canon_version smallint
 ) RETURNS TABLE (
     replayed boolean, request_hash bytea, wait double precision,
     outcome text, attempt_id uuid, subsegment text, membership_id uuid, expires_at timestamptz,
@@ -343,6 +354,9 @@ BEGIN
       AND NOT EXISTS (SELECT 1 FROM unnest(v.agreement, p_agreement) AS a(held, given)
                       WHERE a.held <> a.given)
       AND (NOT p_age_gated OR v.has_birth_date)
+      -- Records indexed under an older canonicalisation hold no field
+      -- agreements yet: they verify nobody until imported again.
+      AND v.canon_version = p_canon_version
     ORDER BY v.valid_until DESC NULLS FIRST
     LIMIT 1;
 
@@ -381,7 +395,7 @@ BEGIN
                 p_offer, p_customer_ref, p_api_key, member_ends);
         IF p_offer IS NOT NULL THEN
             token_result := take_place(p_token, p_offer, member, rec.person_key, p_community,
-                                       rec.subsegment, p_kid);
+                                       rec.subsegment, p_kid, p_place_secret);
         END IF;
     END IF;
 
@@ -399,5 +413,55 @@ BEGIN
                t.community, t.kid, t.issued_at, t.expires_at
         FROM (SELECT 1) AS one
         LEFT JOIN tokens AS t ON t.id = p_token AND token_result = 'issued';
+END
+$$;
+
+-- POST /v1/tokens, as before, with the secret of the place keys.
+DROP FUNCTION issue_token(text, text, bytea, uuid, uuid, uuid, text);
+CREATE FUNCTION issue_token(
+    p_api_key text, p_key text, p_request_hash bytea,
+    p_token uuid, p_offer uuid, p_membership uuid, p_kid text, p_place_secret bytea
+) RETURNS TABLE (
+    replayed boolean, request_hash bytea, outcome text,
+    token_id uuid, offer_id uuid, membership_id uuid, community text, kid text,
+    issued_at timestamptz, expires_at timestamptz
+)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    member memberships%ROWTYPE;
+    result text;
+BEGIN
+    IF p_key IS NOT NULL THEN
+        RETURN QUERY
+            SELECT true, k.request_hash, k.outcome, t.id, t.offer_id, t.membership_id,
+                   t.community, t.kid, t.issued_at, t.expires_at
+            FROM idempotency_keys AS k LEFT JOIN tokens AS t ON t.id = k.token_id
+            WHERE k.api_key_id = p_api_key AND k.key = p_key;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+
+    SELECT * INTO member FROM memberships WHERE id = p_membership;
+    IF NOT FOUND THEN
+        result := 'unknown_membership';
+    ELSIF member.expires_at IS NOT NULL AND member.expires_at <= now() THEN
+        result := 'membership_lapsed';
+    ELSE
+        result := take_place(p_token, p_offer, p_membership, member.person_key,
+                             member.community, member.subsegment, p_kid, p_place_secret);
+    END IF;
+
+    IF p_key IS NOT NULL THEN
+        INSERT INTO idempotency_keys (api_key_id, key, request_hash, outcome, token_id)
+        VALUES (p_api_key, p_key, p_request_hash, result,
+                CASE WHEN result = 'issued' THEN p_token END);
+    END IF;
+
+    RETURN QUERY
+        SELECT false, p_request_hash, result, t.id, t.offer_id, t.membership_id,
+               t.community, t.kid, t.issued_at, t.expires_at
+        FROM (SELECT 1) AS one LEFT JOIN tokens AS t ON t.id = p_token AND result = 'issued';
 END
 $$;

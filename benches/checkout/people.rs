@@ -76,9 +76,10 @@ pub async fn enrol(pool: &PgPool, indexer: &BlindIndexer, ranges: &[Range]) {
             }
             sqlx::query(
                 "INSERT INTO verification_records (source, external_id, community, subsegment,
-                     organization, email_ix, name_dob_ix, person_key, valid_until, last_import)
+                     organization, email_ix, name_dob_ix, person_key, valid_until, last_import,
+                     canon_version)
                  SELECT 'bench', 's' || n, 'student', 'college', 'University ' || n % 500,
-                        e, d, p, now() + interval '1 year', $5
+                        e, d, p, now() + interval '1 year', $5, $6
                  FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[]) AS r(n, e, d, p)",
             )
             .bind(&people)
@@ -86,6 +87,7 @@ pub async fn enrol(pool: &PgPool, indexer: &BlindIndexer, ranges: &[Range]) {
             .bind(&names)
             .bind(&persons)
             .bind(import)
+            .bind(offergate::domain::identity::CANON_VERSION)
             .execute(pool)
             .await
             .expect("records");

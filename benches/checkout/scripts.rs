@@ -5,11 +5,15 @@
 
 use std::path::Path;
 
+use offergate::domain::identity::CANON_VERSION;
 use offergate::store::{redemptions, tokens, verifications};
 use uuid::Uuid;
 
 use crate::common::{PgbenchScript, literal_bytes, with_literals};
 use crate::fixtures::{Range, uuid_sql};
+
+/// A place-key secret for the benchmark's own database.
+const PLACE_SECRET: &str = "'\\x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'::bytea";
 
 /// What every script shares: the checkout's API key, the signing key, the
 /// request fingerprint (a stand-in: its value costs nothing) and the
@@ -116,6 +120,8 @@ impl Context {
                 offer_id,
                 token_id,
                 kid,
+                PLACE_SECRET.into(),
+                format!("{CANON_VERSION}::smallint"),
             ],
         );
         let from = "FROM verify_consumer(";
@@ -159,6 +165,7 @@ impl Context {
                 format!("'{offer}'::uuid"),
                 uuid_sql(":n"),
                 quoted(&self.kid),
+                PLACE_SECRET.into(),
             ],
         );
         write(

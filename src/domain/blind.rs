@@ -72,6 +72,10 @@ pub enum LimitSubject {
     Email,
     NamePair,
     License,
+    /// The family name of a licence attempt: a guesser who knows a nurse's
+    /// name tries licence numbers, each a subject of its own, so the name
+    /// they guess for is limited too.
+    LicenseFamily,
     ClientAddress,
     ApiKey,
 }
@@ -92,7 +96,10 @@ impl LimitSubject {
     pub fn is_identity(self) -> bool {
         matches!(
             self,
-            LimitSubject::Email | LimitSubject::NamePair | LimitSubject::License
+            LimitSubject::Email
+                | LimitSubject::NamePair
+                | LimitSubject::License
+                | LimitSubject::LicenseFamily
         )
     }
 }
@@ -130,6 +137,16 @@ impl BlindIndexer {
         let mut index = [0u8; INDEX_LEN];
         index.copy_from_slice(&digest[..INDEX_LEN]);
         index
+    }
+
+    /// The secret of the place keys that hold places under per-person
+    /// limits (`offer_place_key` in the migrations): derived from the key,
+    /// never stored, so a place key cannot be joined to a record's person
+    /// key by anyone who has only the database.
+    pub fn place_secret(&self) -> [u8; 32] {
+        let mut mac = self.keyed.clone();
+        mac.update(b"place-key");
+        mac.finalize().into_bytes().into()
     }
 
     pub fn match_keys(&self, identity: &Identity) -> MatchKeys {
@@ -226,6 +243,12 @@ impl BlindIndexer {
                 LimitSubject::License,
                 self.index("limit:license", &[license]),
             ));
+            if let Some(family) = &identity.family_name {
+                subjects.push((
+                    LimitSubject::LicenseFamily,
+                    self.index("limit:license-family", &[family]),
+                ));
+            }
         }
         subjects
     }

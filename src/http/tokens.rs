@@ -84,6 +84,7 @@ async fn issue(
     let answer = issue_token::issue(
         &state.db,
         &state.ring,
+        &state.indexer.place_secret(),
         &Issue {
             api_key_id: principal.key_id.as_str(),
             idempotency: keyed.as_ref(),

@@ -191,7 +191,7 @@ pub async fn confirm(
 ) -> Result<Option<Redemption>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE redemptions
-         SET confirmed_at = coalesce(confirmed_at, now()), partner_ref = coalesce($3, partner_ref)
+         SET confirmed_at = coalesce(confirmed_at, now()), partner_ref = coalesce(partner_ref, $3)
          WHERE id = $1 AND ($2::uuid IS NULL OR partner_id = $2) AND reversed_at IS NULL
          RETURNING {COLUMNS}"
     )))

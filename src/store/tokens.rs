@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// One call does the whole issuance: see `issue_token` in the migrations.
 pub const ISSUE: &str = "SELECT replayed, request_hash, outcome, token_id, offer_id, membership_id,
             community, kid, issued_at, expires_at
-     FROM issue_token($1, $2, $3, $4, $5, $6, $7)";
+     FROM issue_token($1, $2, $3, $4, $5, $6, $7, $8)";
 
 pub struct IssueCall<'a> {
     pub api_key_id: &'a str,
@@ -21,6 +21,8 @@ pub struct IssueCall<'a> {
     pub offer_id: Uuid,
     pub membership_id: Uuid,
     pub kid: &'a str,
+    /// The secret of the place keys (`BlindIndexer::place_secret`).
+    pub place_secret: &'a [u8],
 }
 
 /// A token row: what its signed form is made from.
@@ -90,6 +92,7 @@ pub async fn issue(db: impl PgExecutor<'_>, call: &IssueCall<'_>) -> Result<Issu
             .bind(call.offer_id)
             .bind(call.membership_id)
             .bind(call.kid)
+            .bind(call.place_secret)
             .fetch_one(db)
             .await?;
     Ok(IssueRow {
@@ -156,4 +159,34 @@ pub async fn revoke(db: &PgPool, id: Uuid) -> Result<Revoked, sqlx::Error> {
             state
         }),
     })
+}
+
+/// Gives every token that still holds a legacy person key its place key
+/// (`offer_place_key`) and drops the person key; the tokens turned and the
+/// offers they belong to.
+pub async fn adopt_legacy_person_keys(
+    conn: &mut sqlx::PgConnection,
+    place_secret: &[u8],
+) -> Result<(u64, Vec<Uuid>), sqlx::Error> {
+    // Every change of places locks the offers' rows first.
+    sqlx::query(
+        "SELECT 1 FROM offers WHERE id IN (
+             SELECT DISTINCT offer_id FROM tokens WHERE person_key IS NOT NULL)
+         ORDER BY id FOR UPDATE",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "WITH turned AS (
+             UPDATE tokens SET place_key = offer_place_key(offer_id, person_key, $1),
+                               person_key = NULL
+             WHERE person_key IS NOT NULL
+             RETURNING offer_id)
+         SELECT offer_id, count(*) FROM turned GROUP BY offer_id ORDER BY offer_id",
+    )
+    .bind(place_secret)
+    .fetch_all(&mut *conn)
+    .await?;
+    let tokens = rows.iter().map(|(_, n)| u64::try_from(*n).unwrap_or(0)).sum();
+    Ok((tokens, rows.into_iter().map(|(offer, _)| offer).collect()))
 }

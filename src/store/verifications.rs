@@ -22,7 +22,7 @@ pub const VERIFY: &str = "SELECT replayed, request_hash, wait, outcome, attempt_
             membership_id, expires_at, token_outcome, token_id, token_offer_id,
             token_membership_id, token_community, token_kid, token_issued_at, token_expires_at
      FROM verify_consumer($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                          $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
+                          $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)";
 
 /// How long a success lasts, per the community: (sub-status, days) pairs
 /// and the default; `None` days: no re-verification period.
@@ -54,6 +54,10 @@ pub struct VerifyCall<'a> {
     pub periods: &'a Periods,
     /// With an offer: the token to issue, and the key that signs it.
     pub offer: Option<(Uuid, Uuid, &'a str)>,
+    /// The secret of the place keys (`BlindIndexer::place_secret`).
+    pub place_secret: &'a [u8],
+    /// Only records indexed under this canonicalisation version match.
+    pub canon_version: i16,
 }
 
 pub struct VerifyRow {
@@ -116,6 +120,8 @@ pub async fn verify(
         .bind(offer_id)
         .bind(token_id)
         .bind(kid)
+        .bind(call.place_secret)
+        .bind(call.canon_version)
         .fetch_one(db)
         .await?;
     Ok(VerifyRow {
@@ -151,21 +157,25 @@ pub struct Erased {
 /// their customer references (nor do other attempts under those references);
 /// the fingerprints of their keyed requests are
 /// blanked (a retry of one is refused as another request); the strikes of
-/// their identity components go. A token keeps its place key, which names
+/// their attempts go. `own_subjects`: the rate-limit subjects only this
+/// person has (their e-mail, their licence), whose strikes name their
+/// attempts too. A name pair is not one: a namesake's erasure must not
+/// lift the limits on guessing at another person of that name. A token keeps its place key, which names
 /// the person for that offer alone (see `offer_place_key` in the
 /// migrations), so an erased person who verifies again cannot go past the
 /// offer's per-person limit.
 pub async fn erase_people(
     conn: &mut PgConnection,
     person_keys: &[Vec<u8>],
-    strike_subjects: &[Vec<u8>],
+    own_subjects: &[Vec<u8>],
 ) -> Result<Erased, sqlx::Error> {
     let (memberships, attempts, tokens): (i64, i64, i64) = sqlx::query_as(
         "WITH members AS (
              SELECT id FROM memberships WHERE person_key = ANY ($1)),
          tokens_unlinked AS (
-             UPDATE tokens SET membership_id = NULL
-             WHERE membership_id IN (SELECT id FROM members) RETURNING id),
+             UPDATE tokens SET membership_id = NULL, person_key = NULL
+             WHERE membership_id IN (SELECT id FROM members) OR person_key = ANY ($1)
+             RETURNING id),
          attempts_unlinked AS (
              UPDATE verification_attempts
              SET person_key = NULL, membership_id = NULL, customer_ref_ix = NULL
@@ -176,20 +186,23 @@ pub async fn erase_people(
                     SELECT customer_ref_ix FROM verification_attempts
                     WHERE (person_key = ANY ($1) OR membership_id IN (SELECT id FROM members))
                       AND customer_ref_ix IS NOT NULL)
+                -- Attempts that gave the person's own e-mail or licence.
+                OR id IN (SELECT attempt_id FROM verification_strikes WHERE subject = ANY ($2))
              RETURNING id),
          keys_blanked AS (
              UPDATE idempotency_keys SET request_hash = '\\x'::bytea
              WHERE attempt_id IN (SELECT id FROM attempts_unlinked)
                 OR token_id IN (SELECT id FROM tokens_unlinked)),
          strikes_gone AS (
-             DELETE FROM verification_strikes WHERE subject = ANY ($2)),
+             DELETE FROM verification_strikes
+             WHERE attempt_id IN (SELECT id FROM attempts_unlinked)),
          gone AS (
              DELETE FROM memberships WHERE id IN (SELECT id FROM members) RETURNING id)
          SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM attempts_unlinked),
                 (SELECT count(*) FROM tokens_unlinked)",
     )
     .bind(person_keys)
-    .bind(strike_subjects)
+    .bind(own_subjects)
     .fetch_one(&mut *conn)
     .await?;
     Ok(Erased {

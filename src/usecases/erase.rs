@@ -1,7 +1,7 @@
 //! Forgetting a person named by identity fields.
 
 use crate::domain::Invalid;
-use crate::domain::blind::BlindIndexer;
+use crate::domain::blind::{BlindIndexer, LimitSubject};
 use crate::domain::identity::{Identity, RawIdentity};
 use crate::store::{records, verifications};
 
@@ -43,6 +43,7 @@ pub async fn erase(
     let subjects: Vec<Vec<u8>> = indexer
         .identity_subjects(&identity)
         .into_iter()
+        .filter(|(kind, _)| matches!(kind, LimitSubject::Email | LimitSubject::License))
         .map(|(_, subject)| subject.to_vec())
         .collect();
     let erased = verifications::erase_people(&mut tx, &person_keys, &subjects).await?;

@@ -118,9 +118,11 @@ pub async fn granted_or_refused(
     }
 }
 
+/// `place_secret`: see `BlindIndexer::place_secret`.
 pub async fn issue(
     db: &sqlx::PgPool,
     ring: &KeyRing,
+    place_secret: &[u8],
     request: &IssueRequest<'_>,
 ) -> Result<Answer<Result<Granted, Refusal>>, IssueError> {
     let signer = ring.signer().await?;
@@ -136,6 +138,7 @@ pub async fn issue(
         offer_id: request.offer_id,
         membership_id: request.membership_id,
         kid: signer.kid(),
+        place_secret,
     };
     let row = past_key_races(|| tokens::issue(db, &call)).await?;
     faults::point("issue.after_commit");

@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod import;
 pub mod issue_token;
 pub mod offers;
+pub mod places;
 pub mod prune;
 pub mod redeem;
 pub mod reverse;

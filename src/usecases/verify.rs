@@ -12,7 +12,7 @@ use super::issue_token::{Granted, Refusal, granted_or_refused};
 use crate::domain::Invalid;
 use crate::domain::blind::{BlindIndexer, LimitSubject};
 use crate::domain::community::Community;
-use crate::domain::identity::{Identity, RawIdentity};
+use crate::domain::identity::{CANON_VERSION, Identity, RawIdentity};
 use crate::faults;
 use crate::signing::{KeyError, KeyRing, new_token_id};
 use crate::store::verifications::{self, Periods, Subject, VerifyCall};
@@ -63,9 +63,10 @@ impl Backoff {
 impl Limits {
     fn of(&self, subject: LimitSubject) -> i32 {
         match subject {
-            LimitSubject::Email | LimitSubject::NamePair | LimitSubject::License => {
-                self.per_identity
-            }
+            LimitSubject::Email
+            | LimitSubject::NamePair
+            | LimitSubject::License
+            | LimitSubject::LicenseFamily => self.per_identity,
             LimitSubject::ClientAddress => self.per_address,
             LimitSubject::ApiKey => self.per_key,
         }
@@ -295,6 +296,8 @@ pub async fn verify(
             (Some(offer), Some(signer)) => Some((offer, new_token_id(), signer.kid())),
             _ => None,
         },
+        place_secret: &indexer.place_secret(),
+        canon_version: CANON_VERSION,
     };
     let row = past_key_races(|| verifications::verify(db, &call)).await?;
     faults::point("verify.after_commit");

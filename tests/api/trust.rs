@@ -330,8 +330,8 @@ async fn after_erasure_nothing_ties_back_to_the_person() {
     assert_eq!(erased["memberships_removed"], 1, "{erased}");
     assert_eq!(
         app.count("SELECT count(*) FROM verification_strikes").await,
-        2,
-        "her name pair's strike is gone; the address and key keep theirs"
+        0,
+        "the strikes of her failed attempt (under her customer reference) are gone"
     );
     for (what, sql) in [
         ("memberships", "SELECT count(*) FROM memberships"),

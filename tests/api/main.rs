@@ -14,6 +14,7 @@ mod places;
 mod privacy;
 mod problems;
 mod redemptions;
+mod review;
 mod settings;
 mod shutdown;
 mod signing_keys;

@@ -267,3 +267,49 @@ async fn review_one_teacher_on_two_rosters_gets_two_places_under_a_limit_of_one(
         .count();
     assert_eq!(tokens, 1, "one person, two places: {first} {second}");
 }
+
+/// Item 5/6. Erasure deletes the strikes of the name pair it is given,
+/// whatever the birth date: an erasure request for "Ana Lima, born
+/// 2001-01-01" (nobody on any roster, or a namesake: an admin processing a
+/// data-subject request cannot tell) wipes the back-off that guessing the
+/// real Ana Lima's birth date has built up, and the guesser starts again
+/// with free failures.
+#[tokio::test]
+async fn review_erasing_a_namesake_does_not_reset_the_back_off_of_a_name() {
+    let app = spawn_app_with(|s| {
+        s.verification.backoff_free_failures = 3;
+        s.verification.backoff_base_secs = 600;
+    })
+    .await;
+    let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
+    app.import_roster(&admin).await;
+    let guess = |n: u32| {
+        let mut body = student("Ana", "Lima", &format!("2004-01-{n:02}"));
+        body["client_ip"] = json!(format!("198.51.100.{n}"));
+        body
+    };
+    for n in 1..=3 {
+        assert_eq!(
+            status_of(app.verify(&checkout, guess(n)).await).await,
+            "not_verified"
+        );
+    }
+    assert_eq!(app.verify(&checkout, guess(4)).await.status(), 429);
+
+    let erased = app
+        .post_json(
+            &admin,
+            "/v1/people/erase",
+            json!({"person": {"given_name": "Ana", "family_name": "Lima",
+                              "birth_date": "2001-01-01"}}),
+        )
+        .await;
+    assert_eq!(erased.status(), 200);
+    let after = app.verify(&checkout, guess(4)).await;
+
+    assert_eq!(
+        after.status(),
+        429,
+        "the namesake's erasure reset the back-off of the name pair"
+    );
+}

@@ -313,3 +313,48 @@ async fn review_erasing_a_namesake_does_not_reset_the_back_off_of_a_name() {
         "the namesake's erasure reset the back-off of the name pair"
     );
 }
+
+/// Item 3. "Confirming again keeps the first confirmation", yet a second
+/// confirmation replaces the partner's reference of the first: the booking
+/// number an admin and the checkout reconciled against changes under them
+/// while `confirmed_at` says nothing happened.
+#[tokio::test]
+async fn review_confirming_again_keeps_the_first_partner_reference() {
+    let app = spawn_app().await;
+    let s = app.offer_setup().await;
+    let offer = app
+        .offer(&s.admin, json!({"partner_id": s.partner_id}))
+        .await;
+    let token: Value = app
+        .token(&s.checkout, &s.membership_id, offer["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let redeemed: Value = app
+        .redeem(&s.checkout, "o-1", token["token"].as_str().unwrap(), "o-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!(
+        "/v1/redemptions/{}/confirm",
+        redeemed["id"].as_str().unwrap()
+    );
+
+    let first: Value = app
+        .post_json(&s.partner, &path, json!({"partner_ref": "PNR-1"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again: Value = app
+        .post_json(&s.partner, &path, json!({"partner_ref": "PNR-EVIL"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(first["confirmed_at"], again["confirmed_at"]);
+    assert_eq!(again["partner_ref"], "PNR-1", "{again}");
+}

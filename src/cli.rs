@@ -139,8 +139,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::lazy_pool(&settings.database)?;
             db::migrate(&pool).await.context("applying migrations")?;
             let indexer = BlindIndexer::from_hex(settings.secrets.blind_index_key.expose_secret())?;
-            let turned =
-                crate::usecases::places::adopt_legacy_person_keys(&pool, &indexer).await?;
+            let turned = crate::usecases::places::adopt_legacy_person_keys(&pool, &indexer).await?;
             if turned > 0 {
                 eprintln!("{turned} tokens' person keys turned into place keys");
             }

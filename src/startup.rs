@@ -47,7 +47,10 @@ impl Application {
         let state = AppState::new(pool.clone(), settings)?;
         match crate::usecases::places::adopt_legacy_person_keys(&pool, &state.indexer).await {
             Ok(0) => {}
-            Ok(tokens) => tracing::info!(tokens, "legacy person keys of tokens turned into place keys"),
+            Ok(tokens) => tracing::info!(
+                tokens,
+                "legacy person keys of tokens turned into place keys"
+            ),
             Err(error) => tracing::warn!(%error, "legacy person keys of tokens not turned yet"),
         }
         tokio::spawn(report_outdated_records(pool));

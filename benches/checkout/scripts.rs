@@ -13,7 +13,8 @@ use crate::common::{PgbenchScript, literal_bytes, with_literals};
 use crate::fixtures::{Range, uuid_sql};
 
 /// A place-key secret for the benchmark's own database.
-const PLACE_SECRET: &str = "'\\x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'::bytea";
+const PLACE_SECRET: &str =
+    "'\\x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'::bytea";
 
 /// What every script shares: the checkout's API key, the signing key, the
 /// request fingerprint (a stand-in: its value costs nothing) and the

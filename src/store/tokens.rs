@@ -187,6 +187,9 @@ pub async fn adopt_legacy_person_keys(
     .bind(place_secret)
     .fetch_all(&mut *conn)
     .await?;
-    let tokens = rows.iter().map(|(_, n)| u64::try_from(*n).unwrap_or(0)).sum();
+    let tokens = rows
+        .iter()
+        .map(|(_, n)| u64::try_from(*n).unwrap_or(0))
+        .sum();
     Ok((tokens, rows.into_iter().map(|(offer, _)| offer).collect()))
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real application, over HTTP, against real Postgres.
 
+mod attacks;
 mod auth;
 mod caches;
 mod cli;

@@ -261,27 +261,3 @@ async fn a_confirmation_racing_a_reversal_is_ordered_one_way() {
         "a token comes back only when the reversal won"
     );
 }
-
-#[tokio::test]
-async fn a_second_confirmation_keeps_the_first() {
-    let app = spawn_app().await;
-    let s = app.offer_setup().await;
-    let offer = app
-        .offer(&s.admin, json!({"partner_id": s.partner_id}))
-        .await;
-    let (id, _) = redeemed(&app, &s, &offer, "order-1").await;
-    let first: Value = confirm(&app, &s.partner, &id).await.json().await.unwrap();
-
-    let second = app
-        .post_json(
-            &s.partner,
-            &format!("/v1/redemptions/{id}/confirm"),
-            json!({"partner_ref": "PNR-2"}),
-        )
-        .await;
-
-    assert_eq!(second.status(), 200);
-    let second: Value = second.json().await.unwrap();
-    assert_eq!(second["partner_ref"], "PNR-1");
-    assert_eq!(second["confirmed_at"], first["confirmed_at"]);
-}

@@ -44,7 +44,17 @@ pub async fn upsert_batch(
               license_ix, person_key, valid_from, valid_until, last_import, agreement,
               has_birth_date, canon_version)
          SELECT $1, u.external_id, u.community, u.subsegment, u.organization, u.email_ix,
-                u.name_dob_ix, u.license_ix, u.person_key, u.valid_from, u.valid_until, $12,
+                u.name_dob_ix, u.license_ix,
+                -- One person, one key: a record that shares a match key with
+                -- a record already held (of any source, or itself before a
+                -- re-import) takes that record's person key, so a person
+                -- listed with different fields by two rosters is not two
+                -- people under a per-person limit.
+                coalesce((SELECT o.person_key FROM verification_records AS o
+                          WHERE o.email_ix = u.email_ix OR o.name_dob_ix = u.name_dob_ix
+                             OR o.license_ix = u.license_ix
+                          ORDER BY o.id LIMIT 1), u.person_key),
+                u.valid_from, u.valid_until, $12,
                 ($13::bytea[])[(u.n - 1) * $16 + 1 : u.n * $16], u.has_birth_date, $15
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[],
                      $8::bytea[], $9::bytea[], $10::timestamptz[], $11::timestamptz[],

@@ -282,3 +282,60 @@ async fn confirming_again_keeps_the_first_partner_reference() {
     assert_eq!(first["confirmed_at"], again["confirmed_at"]);
     assert_eq!(again["partner_ref"], "PNR-1", "{again}");
 }
+
+/// One teacher listed by her district (e-mail only) and by the state (the
+/// same e-mail, names and birth date) is one person to the per-person
+/// limit, whichever record a request lands on.
+#[tokio::test]
+async fn one_teacher_on_two_rosters_holds_one_place_under_a_limit_of_one() {
+    let app = spawn_app().await;
+    let (admin, checkout) = (app.key(Role::Admin).await, app.key(Role::Checkout).await);
+    let district = format!(
+        "external_id,community,email,valid_until\n\
+         d-1,teacher,kim.park@district.org,{}\n",
+        days_from_today(100)
+    );
+    let state = format!(
+        "external_id,community,email,given_name,family_name,birth_date,valid_until\n\
+         s-1,teacher,kim.park@district.org,Kim,Park,1985-05-05,{}\n",
+        days_from_today(300)
+    );
+    for (source, roster) in [("district", district), ("state", state)] {
+        let imported = app
+            .import(&admin, &format!("source={source}"), "text/csv", &roster)
+            .await;
+        assert_eq!(imported.status(), 200);
+    }
+    let offer = app
+        .offer(
+            &admin,
+            json!({"communities": ["teacher"], "per_person_limit": 1}),
+        )
+        .await;
+    let teacher = |given: &str| {
+        json!({"community": "teacher", "consent": true, "offer_id": offer["id"],
+               "person": {"email": "kim.park@district.org", "given_name": given,
+                          "family_name": "Park"}})
+    };
+
+    let first: Value = app
+        .verify(&checkout, teacher("Kimberly"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second: Value = app
+        .verify(&checkout, teacher("Kim"))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(first["status"], "verified", "{first}");
+    assert_eq!(second["status"], "verified", "{second}");
+    let tokens = [&first, &second]
+        .iter()
+        .filter(|answer| answer["token"]["token"].is_string())
+        .count();
+    assert_eq!(tokens, 1, "one person, two places: {first} {second}");
+}

@@ -52,13 +52,13 @@ async fn a_database_dump_after_import_and_verification_reveals_nobody() {
     assert!(values.len() >= 20);
     for value in values {
         let canonical = offergate::domain::identity::canonical_text(&value);
-        assert!(
-            !text.contains(&value.to_lowercase()),
-            "the dump reveals {value}"
-        );
         // Short runs of hex digits ("bad") occur by chance in hashes and ids.
         let could_be_hex = canonical.len() < 8 && canonical.chars().all(|c| c.is_ascii_hexdigit());
         if !could_be_hex {
+            assert!(
+                !text.contains(&value.to_lowercase()),
+                "the dump reveals {value}"
+            );
             assert!(
                 !text.contains(&canonical),
                 "the dump reveals {value} as {canonical}"

@@ -50,10 +50,15 @@ pub async fn upsert_batch(
                 -- re-import) takes that record's person key, so a person
                 -- listed with different fields by two rosters is not two
                 -- people under a per-person limit.
-                coalesce((SELECT o.person_key FROM verification_records AS o
-                          WHERE o.email_ix = u.email_ix OR o.name_dob_ix = u.name_dob_ix
-                             OR o.license_ix = u.license_ix
-                          ORDER BY o.id LIMIT 1), u.person_key),
+                -- Three lookups, each by its own index.
+                coalesce(
+                    (SELECT o.person_key FROM verification_records AS o
+                     WHERE o.email_ix = u.email_ix LIMIT 1),
+                    (SELECT o.person_key FROM verification_records AS o
+                     WHERE o.name_dob_ix = u.name_dob_ix LIMIT 1),
+                    (SELECT o.person_key FROM verification_records AS o
+                     WHERE o.license_ix = u.license_ix LIMIT 1),
+                    u.person_key),
                 u.valid_from, u.valid_until, $12,
                 ($13::bytea[])[(u.n - 1) * $16 + 1 : u.n * $16], u.has_birth_date, $15
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[],

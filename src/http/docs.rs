@@ -22,8 +22,7 @@ pub struct Docs {
 }
 
 impl Docs {
-    pub fn new(openapi: &utoipa::openapi::OpenApi) -> Self {
-        let value = serde_json::to_value(openapi).unwrap_or(Value::Null);
+    pub fn new(value: Value) -> Self {
         Docs {
             json: serde_json::to_string_pretty(&value).unwrap_or_default(),
             html: render(&value),

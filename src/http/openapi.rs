@@ -140,7 +140,15 @@ fn add_problem_responses(doc: &mut Value) {
                 },
             },
         });
-        if matches!(status, 429) {
+        if *status == 503 {
+            response["headers"] = json!({
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying, when known.",
+                    "schema": { "type": "integer", "minimum": 0 },
+                },
+            });
+        }
+        if *status == 429 {
             response["headers"] = json!({
                 "Retry-After": {
                     "description": "Seconds to wait before retrying.",
@@ -332,6 +340,21 @@ fn constrain(doc: &mut Value) {
             ] }),
         ),
     ];
+    // Partner keys, and only they, are bound to a partner.
+    if let Some(Value::Object(create_key)) = doc.pointer_mut("/components/schemas/CreateKey") {
+        create_key.insert(
+            "if".into(),
+            json!({ "properties": { "role": { "const": "partner" } }, "required": ["role"] }),
+        );
+        create_key.insert(
+            "then".into(),
+            json!({ "properties": { "partner_id": { "type": "string", "format": "uuid" } }, "required": ["partner_id"] }),
+        );
+        create_key.insert(
+            "else".into(),
+            json!({ "properties": { "partner_id": { "type": "null" } } }),
+        );
+    }
     for (schema, property, patch) in patches {
         let pointer = format!("/components/schemas/{schema}/properties/{property}");
         if let Some(Value::Object(target)) = doc.pointer_mut(&pointer)

@@ -400,6 +400,10 @@ async fn the_document_states_the_limits_the_server_enforces() {
     assert_eq!(fixed["currency"]["pattern"], "^[A-Z]{3}$");
     assert_eq!(schema("CommunityKey")["pattern"], "^[a-z][a-z0-9_]{1,62}$");
     assert!(schema("CreateCommunity")["properties"]["required_fields"]["anyOf"].is_array());
+    assert_eq!(
+        schema("CreateKey")["then"]["required"],
+        serde_json::json!(["partner_id"])
+    );
 
     let list = doc["paths"]["/v1/redemptions"]["get"]["parameters"]
         .as_array()

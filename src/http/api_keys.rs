@@ -59,6 +59,7 @@ pub struct CreateKey {
     partner_id: Option<Uuid>,
     /// A label for people, e.g. "web checkout".
     #[serde(default)]
+    #[schema(max_length = 200)]
     name: String,
 }
 
@@ -72,7 +73,7 @@ pub struct CreatedKey {
 
 /// List every API key, revoked ones included.
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     responses(
         (status = 200, body = Vec<KeyView>),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -89,7 +90,7 @@ async fn list_keys(
 
 /// Create a key. The response holds the key itself, shown only this once.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     request_body = CreateKey,
     responses(
         (status = 201, body = CreatedKey),
@@ -123,7 +124,7 @@ async fn create(
 /// Revoke a key. Every process refuses it within the revocation delay
 /// (`auth.revocation_delay_secs`, 5 s by default). Revoking twice is harmless.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The key's id")),
     responses(
         (status = 200, body = KeyView),

@@ -67,14 +67,19 @@ impl From<&Community> for CommunityView {
 #[serde(deny_unknown_fields)]
 pub struct CreateCommunity {
     /// e.g. `ski_instructor`.
+    #[schema(value_type = CommunityKey)]
     key: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     display_name: String,
     #[serde(default)]
+    #[schema(schema_with = subsegments_schema)]
     subsegments: Vec<String>,
     required_fields: Vec<FieldBody>,
+    #[schema(minimum = 1, maximum = 36500)]
     reverify_after_days: Option<i32>,
     #[serde(default)]
     subsegment_reverify: HashMap<String, Option<i32>>,
+    #[schema(minimum = 1, maximum = 130)]
     min_age: Option<i32>,
 }
 
@@ -90,15 +95,17 @@ where
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeCommunity {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     display_name: Option<String>,
+    #[schema(schema_with = subsegments_or_null)]
     subsegments: Option<Vec<String>>,
     required_fields: Option<Vec<FieldBody>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 36500)]
     reverify_after_days: Option<Option<i32>>,
     subsegment_reverify: Option<HashMap<String, Option<i32>>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 130)]
     min_age: Option<Option<i32>>,
 }
 
@@ -117,7 +124,7 @@ fn not_found(key: &str) -> ApiError {
 
 /// List communities, built-in ones first.
 #[utoipa::path(get, path = "/v1/communities", tag = "communities",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin", "checkout", "partner"])),
     responses((status = 200, body = Vec<CommunityView>)))]
 async fn list(
     State(state): State<AppState>,
@@ -130,7 +137,7 @@ async fn list(
 
 /// One community.
 #[utoipa::path(get, path = "/v1/communities/{key}", tag = "communities",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin", "checkout", "partner"])),
     params(("key" = String, Path)),
     responses((status = 200, body = CommunityView),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -148,7 +155,7 @@ async fn show(
 
 /// Create a custom community.
 #[utoipa::path(post, path = "/v1/communities", tag = "communities",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     request_body = CreateCommunity,
     responses((status = 201, body = CommunityView),
         (status = 409, body = Problem, content_type = "application/problem+json"),
@@ -189,7 +196,7 @@ async fn create(
 
 /// Change a community; absent fields stay as they are.
 #[utoipa::path(patch, path = "/v1/communities/{key}", tag = "communities",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("key" = String, Path)),
     request_body = ChangeCommunity,
     responses((status = 200, body = CommunityView),
@@ -236,7 +243,7 @@ async fn change(
 
 /// Delete a community no record or membership uses.
 #[utoipa::path(delete, path = "/v1/communities/{key}", tag = "communities",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("key" = String, Path)),
     responses((status = 204),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -297,4 +304,34 @@ impl From<FieldBody> for IdentityField {
             FieldBody::LicenseNumber => IdentityField::LicenseNumber,
         }
     }
+}
+
+/// A community or sub-status key, as `CommunityKey::parse` accepts it.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, pattern = "^[a-z][a-z0-9_]{1,62}$", example = "ski_instructor")]
+pub struct CommunityKey(#[allow(dead_code)] String);
+
+fn subsegments_schema() -> utoipa::openapi::schema::Schema {
+    schema_from(subsegments_value())
+}
+
+fn subsegments_value() -> serde_json::Value {
+    serde_json::json!({
+        "type": "array",
+        "items": { "$ref": "#/components/schemas/CommunityKey" },
+        "uniqueItems": true,
+    })
+}
+
+fn subsegments_or_null() -> utoipa::openapi::schema::Schema {
+    or_null(subsegments_value())
+}
+
+/// Absent or `null`: unchanged.
+fn or_null(value: serde_json::Value) -> utoipa::openapi::schema::Schema {
+    schema_from(serde_json::json!({ "oneOf": [ { "type": "null" }, value ] }))
+}
+
+fn schema_from(value: serde_json::Value) -> utoipa::openapi::schema::Schema {
+    serde_json::from_value(value).unwrap_or_default()
 }

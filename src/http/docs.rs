@@ -22,8 +22,7 @@ pub struct Docs {
 }
 
 impl Docs {
-    pub fn new(openapi: &utoipa::openapi::OpenApi) -> Self {
-        let value = serde_json::to_value(openapi).unwrap_or(Value::Null);
+    pub fn new(value: Value) -> Self {
         Docs {
             json: serde_json::to_string_pretty(&value).unwrap_or_default(),
             html: render(&value),
@@ -101,8 +100,17 @@ fn render_operation(out: &mut String, path: &str, method: &str, op: &Value) {
     if !description.is_empty() {
         let _ = write!(out, "<p>{}</p>", esc(description));
     }
-    if op.get("security").is_some() {
-        out.push_str("<p class=auth>Needs <code>Authorization: Bearer &lt;key&gt;</code>.</p>");
+    if let Some(security) = op.get("security") {
+        let roles: Vec<&str> = security
+            .pointer("/0/api_key")
+            .and_then(Value::as_array)
+            .map(|roles| roles.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "<p class=auth>Needs <code>Authorization: Bearer &lt;key&gt;</code> of role {}.</p>",
+            esc(&roles.join(" or "))
+        );
     }
     if let Some(Value::Array(params)) = op.get("parameters") {
         out.push_str(

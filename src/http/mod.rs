@@ -12,6 +12,7 @@ mod layers;
 pub mod metrics;
 mod offer_terms;
 mod offers;
+mod openapi;
 mod ops;
 mod partners;
 mod people;
@@ -216,12 +217,21 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// The OpenAPI document as served: generated from the handlers, then
+/// completed with the failures every operation shares.
+pub fn document() -> serde_json::Value {
+    let (_, openapi) = routes();
+    let mut doc = serde_json::to_value(&openapi).unwrap_or_default();
+    openapi::finish(&mut doc);
+    doc
+}
+
 /// The whole application: routes, documentation and middleware.
 pub fn app(state: AppState, settings: &Settings) -> Router {
     // Install the recorder before the first request is counted.
     metrics::handle();
-    let (router, openapi) = routes();
-    let docs = Arc::new(docs::Docs::new(&openapi));
+    let docs = Arc::new(docs::Docs::new(document()));
+    let (router, _) = routes();
     let router = router.layer(Extension(docs)).with_state(state);
     with_layers(router, &settings.server)
 }

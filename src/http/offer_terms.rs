@@ -11,11 +11,22 @@ use crate::domain::offer::{Discount, OfferStatus};
 #[schema(as = Discount)]
 pub enum DiscountBody {
     /// A percentage off, e.g. 15.
-    Percent { percent_off: f64 },
+    Percent {
+        #[schema(minimum = 0.005, maximum = 100)]
+        percent_off: f64,
+    },
     /// A fixed amount off in minor units (cents) of an ISO 4217 currency.
-    Fixed { amount_minor: i64, currency: String },
+    Fixed {
+        #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
+        amount_minor: i64,
+        #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
+        currency: String,
+    },
     /// Anything else: "a free upgrade".
-    Reward { reward: String },
+    Reward {
+        #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+        reward: String,
+    },
 }
 
 impl From<Discount> for DiscountBody {

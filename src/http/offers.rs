@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
+use super::communities::CommunityKey;
 use super::json::Json;
 use super::offer_terms::{DiscountBody, StatusBody};
 use super::problem::{ApiError, FieldError, Problem};
@@ -89,13 +90,17 @@ fn default_status() -> StatusBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OfferBody {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     title: String,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     description: String,
     /// Eligible community keys.
+    #[schema(min_items = 1, value_type = Vec<CommunityKey>)]
     communities: Vec<String>,
     /// Eligible sub-statuses; empty: all of them.
     #[serde(default)]
+    #[schema(value_type = Vec<CommunityKey>)]
     subsegments: Vec<String>,
     discount: DiscountBody,
     /// RFC 3339; an offset is accepted and kept as the instant it names.
@@ -107,11 +112,14 @@ pub struct OfferBody {
     status: StatusBody,
     partner_id: Option<Uuid>,
     /// "50 free flights": redeemed plus outstanding tokens never exceed it.
+    #[schema(minimum = 1, maximum = 2147483647)]
     total_cap: Option<i32>,
     /// Tokens one person may hold or have used.
+    #[schema(minimum = 1, maximum = 2147483647)]
     per_person_limit: Option<i32>,
-    /// Token lifetime in seconds (default 900).
+    /// Token lifetime in seconds (default 900), 10 seconds to 30 days.
     #[serde(default = "default_ttl")]
+    #[schema(minimum = 10, maximum = 2592000, default = 900)]
     token_ttl_secs: i32,
     /// Whether reversing a redemption gives the token back to the consumer.
     #[serde(default)]
@@ -180,7 +188,7 @@ fn not_found(id: Uuid) -> ApiError {
 /// Offers: every one for admins, the active ones for checkouts, a partner's
 /// own for its keys. Checkouts are served from the catalogue: an offer
 /// changed through another process shows within five seconds.
-#[utoipa::path(get, path = "/v1/offers", tag = "offers", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/offers", tag = "offers", security(("api_key" = ["admin", "checkout", "partner"])),
     params(ListParams),
     responses((status = 200, body = Vec<OfferView>)))]
 async fn list(
@@ -211,7 +219,7 @@ async fn list(
 }
 
 /// Create an offer (status `draft` unless given).
-#[utoipa::path(post, path = "/v1/offers", tag = "offers", security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/offers", tag = "offers", security(("api_key" = ["admin"])),
     request_body = OfferBody,
     responses((status = 201, body = OfferView),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -229,7 +237,7 @@ async fn create(
 }
 
 /// One offer.
-#[utoipa::path(get, path = "/v1/offers/{id}", tag = "offers", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/offers/{id}", tag = "offers", security(("api_key" = ["admin", "checkout", "partner"])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = OfferView),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -248,7 +256,7 @@ async fn show(
 
 /// Replace an offer's terms (the whole offer, as when creating it); the
 /// status moves it between draft, active, paused and archived.
-#[utoipa::path(put, path = "/v1/offers/{id}", tag = "offers", security(("api_key" = [])),
+#[utoipa::path(put, path = "/v1/offers/{id}", tag = "offers", security(("api_key" = ["admin"])),
     params(("id" = Uuid, Path)),
     request_body = OfferBody,
     responses((status = 200, body = OfferView),
@@ -273,7 +281,7 @@ async fn change(
 /// Verifications tried and passed for the offer; tokens issued, outstanding,
 /// expired, redeemed and revoked; redemptions reversed and confirmed; the
 /// redemption rate and the median time from issue to redemption.
-#[utoipa::path(get, path = "/v1/offers/{id}/stats", tag = "offers", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/offers/{id}/stats", tag = "offers", security(("api_key" = ["admin", "partner"])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = OfferStats),
         (status = 404, body = Problem, content_type = "application/problem+json")))]

@@ -42,12 +42,13 @@ impl From<Partner> for PartnerView {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePartner {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     /// e.g. "Skyways Airline".
     name: String,
 }
 
 /// List partners.
-#[utoipa::path(get, path = "/v1/partners", tag = "partners", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/partners", tag = "partners", security(("api_key" = ["admin"])),
     responses((status = 200, body = Vec<PartnerView>)))]
 async fn list(
     State(state): State<AppState>,
@@ -64,7 +65,7 @@ async fn list(
 }
 
 /// Create a partner; then give it a key with `role: partner` and its id.
-#[utoipa::path(post, path = "/v1/partners", tag = "partners", security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/partners", tag = "partners", security(("api_key" = ["admin"])),
     request_body = CreatePartner,
     responses((status = 201, body = PartnerView),
         (status = 422, body = Problem, content_type = "application/problem+json")))]

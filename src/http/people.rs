@@ -27,7 +27,7 @@ pub struct EraseRequest {
 /// and their attempts no longer point at them (counts stay right). Records
 /// belong to their data source and change only by import.
 #[utoipa::path(post, path = "/v1/people/erase", tag = "people",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     request_body = EraseRequest,
     responses((status = 200, body = ErasureView),
         (status = 422, body = Problem, content_type = "application/problem+json")))]

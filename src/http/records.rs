@@ -27,15 +27,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct ImportParams {
     /// The data source, e.g. `state_university_roster`: records are
     /// upserted by (source, external_id).
+    #[param(min_length = 1, max_length = 100)]
     source: String,
     /// `upsert` (default) or `replace`: replace also retires the source's
     /// records the file no longer holds.
     #[serde(default)]
-    #[param(value_type = Option<Mode>)]
+    #[param(value_type = Option<Mode>, inline)]
     mode: Mode,
     /// `fail` (default): one bad row writes nothing. `skip`: write the good rows.
     #[serde(default)]
-    #[param(value_type = Option<OnError>)]
+    #[param(value_type = Option<OnError>, inline)]
     on_error: OnError,
 }
 
@@ -64,7 +65,7 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
 /// email, given_name, family_name, birth_date, license_number, valid_from,
 /// valid_until. Identity fields are stored only as blind indexes.
 #[utoipa::path(post, path = "/v1/records/import", tag = "records",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(ImportParams),
     request_body(content = String, content_type = "text/csv",
         description = "CSV with a header row, or NDJSON (application/x-ndjson): one record per line"),

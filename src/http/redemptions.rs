@@ -40,10 +40,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemRequest {
+    #[schema(min_length = 1)]
     token: String,
     /// The checkout's order.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     order_ref: String,
     /// The order amount in minor units, for the partner's reconciliation.
+    #[schema(minimum = 0)]
     amount: Option<i64>,
 }
 
@@ -62,7 +65,7 @@ pub struct RedeemedView {
 /// true`), whichever process it reaches and whatever happened to the first;
 /// the same key with another body is 422. Failures: 409 `already_redeemed`,
 /// 409 `token_revoked`, 410 `token_expired`, 401 `invalid_token`.
-#[utoipa::path(post, path = "/v1/redemptions", tag = "redemptions", security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/redemptions", tag = "redemptions", security(("api_key" = ["checkout"])),
     params(("Idempotency-Key" = String, Header, description = "Unique per redemption attempt")),
     request_body = RedeemRequest,
     responses((status = 201, body = RedeemedView),
@@ -172,7 +175,7 @@ fn may_see(principal: &Principal, r: &Redemption) -> bool {
 /// One redemption: an admin sees any, a partner its own offers', a checkout
 /// those its key redeemed; any other is 404. A reversal shows when, by whom
 /// (`checkout` or `admin`) and why.
-#[utoipa::path(get, path = "/v1/redemptions/{id}", tag = "redemptions", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/redemptions/{id}", tag = "redemptions", security(("api_key" = ["admin", "partner", "checkout"])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = RedemptionView),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -202,6 +205,7 @@ pub struct ReversedView {
 pub struct ReverseRequest {
     /// Why (1 to 500 characters), shown to the partner. Required of an
     /// admin reversing a confirmed redemption.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     reason: Option<String>,
 }
 
@@ -239,8 +243,9 @@ async fn optional_body(headers: &HeaderMap, body: Bytes) -> Result<ReverseReques
             .headers_mut()
             .insert(header::CONTENT_TYPE, content_type.clone());
     }
-    let Json(parsed) = Json::<ReverseRequest>::from_request(request, &()).await?;
-    Ok(parsed)
+    // `null` says "no body" as the document's nullable body allows.
+    let Json(parsed) = Json::<Option<ReverseRequest>>::from_request(request, &()).await?;
+    Ok(parsed.unwrap_or(ReverseRequest { reason: None }))
 }
 
 /// The order was cancelled: reverse the redemption. Its place is freed; the
@@ -250,7 +255,7 @@ async fn optional_body(headers: &HeaderMap, body: Bytes) -> Result<ReverseReques
 /// may still reverse, giving a `reason` (422 without one), which the
 /// partner sees. A second reversal is 409 `already_reversed`. The 409s name
 /// the instant (`confirmed_at`, `reversed_at`).
-#[utoipa::path(post, path = "/v1/redemptions/{id}/reverse", tag = "redemptions", security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/redemptions/{id}/reverse", tag = "redemptions", security(("api_key" = ["checkout", "admin"])),
     params(("id" = Uuid, Path)),
     request_body(content = Option<ReverseRequest>, description = "Optional; `reason` is required of an admin reversing a confirmed redemption"),
     responses((status = 200, body = ReversedView),
@@ -322,11 +327,12 @@ pub struct ListParams {
     unconfirmed: bool,
     /// Only redemptions at or after this instant (RFC 3339).
     #[serde(default, deserialize_with = "super::instant::option")]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<OffsetDateTime>,
     /// `next_cursor` of the previous page.
     cursor: Option<Uuid>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -339,7 +345,7 @@ pub struct RedemptionPage {
 
 /// Redemptions, oldest first: a partner sees its own offers' only; admins
 /// see all.
-#[utoipa::path(get, path = "/v1/redemptions", tag = "redemptions", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/redemptions", tag = "redemptions", security(("api_key" = ["partner", "admin"])),
     params(ListParams),
     responses((status = 200, body = RedemptionPage)))]
 async fn list(
@@ -384,13 +390,14 @@ async fn list(
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     /// The partner's own reference (booking number, ...).
+    #[schema(max_length = 200)]
     partner_ref: Option<String>,
 }
 
 /// A partner confirms a redemption of its own offer (another partner's is
 /// 404); confirming again keeps the first confirmation. A reversed
 /// redemption is 409 `redemption_reversed`, naming `reversed_at`.
-#[utoipa::path(post, path = "/v1/redemptions/{id}/confirm", tag = "redemptions", security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/redemptions/{id}/confirm", tag = "redemptions", security(("api_key" = ["partner", "admin"])),
     params(("id" = Uuid, Path)),
     request_body = ConfirmRequest,
     responses((status = 200, body = RedemptionView),

@@ -64,7 +64,7 @@ pub struct IssueRequest {
 /// `offer_exhausted` or `person_limit_reached` at a cap. With an
 /// `Idempotency-Key`, a retry gets the first answer (the same token) and
 /// holds no second place.
-#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", security(("api_key" = ["checkout"])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body get the first answer")),
     request_body = IssueRequest,
     responses((status = 201, body = TokenView),
@@ -118,7 +118,7 @@ pub struct TokenStateView {
 
 /// A token's state and offer, consuming nothing. A partner sees only its
 /// own offers' tokens.
-#[utoipa::path(post, path = "/v1/tokens/validate", tag = "tokens", security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/tokens/validate", tag = "tokens", security(("api_key" = ["checkout", "partner"])),
     request_body = ValidateRequest,
     responses((status = 200, body = TokenStateView),
         (status = 401, body = Problem, content_type = "application/problem+json")))]
@@ -159,7 +159,7 @@ pub struct RevokedView {
 /// Revoke an issued token (admins only): it can no longer be redeemed and
 /// frees its place. A token in any other state is 409 `token_not_revocable`
 /// naming its `state`; an unknown id is 404.
-#[utoipa::path(post, path = "/v1/tokens/{id}/revoke", tag = "tokens", security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/tokens/{id}/revoke", tag = "tokens", security(("api_key" = ["admin"])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = RevokedView),
         (status = 404, body = Problem, content_type = "application/problem+json"),

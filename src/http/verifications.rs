@@ -80,7 +80,7 @@ pub struct VerificationView {
 /// expired or the age gate refused. Failed attempts are limited per identity
 /// component, client address and API key (429 with Retry-After).
 #[utoipa::path(post, path = "/v1/verifications", tag = "verifications",
-    security(("api_key" = [])),
+    security(("api_key" = ["checkout"])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body get the first answer, and a token issued with it holds one place")),
     request_body = VerificationRequest,
     responses(

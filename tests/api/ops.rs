@@ -206,3 +206,215 @@ async fn the_docs_page_works_offline_and_covers_the_api() {
         assert!(!html.contains(external), "the page loads {external}");
     }
 }
+
+/// Every operation of the OpenAPI document, as (method, path, operation).
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut all = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            all.push((method.clone(), path.clone(), op.clone()));
+        }
+    }
+    all
+}
+
+/// The response of `op` for `status`, following a `$ref` into components.
+fn response<'a>(doc: &'a Value, op: &'a Value, status: u16) -> Option<&'a Value> {
+    let declared = op["responses"].get(status.to_string())?;
+    match declared.get("$ref").and_then(Value::as_str) {
+        Some(reference) => doc.pointer(reference.trim_start_matches('#')),
+        None => Some(declared),
+    }
+}
+
+#[tokio::test]
+async fn every_operation_documents_the_failures_it_can_answer_with_as_problems() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+
+    for (method, path, op) in operations(&doc) {
+        let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+        let has_body = op.get("requestBody").is_some();
+        let has_path_params = path.contains('{');
+        let mut expected = vec![503];
+        if secured {
+            expected.extend([401, 403]);
+        }
+        if has_body {
+            expected.extend([413, 415]);
+        }
+        if has_path_params {
+            expected.extend([400, 404]);
+        }
+        for status in expected {
+            let documented = response(&doc, &op, status)
+                .unwrap_or_else(|| panic!("{method} {path} does not document {status}"));
+            let schema = &documented["content"]["application/problem+json"]["schema"];
+            let types = schema["allOf"][1]["properties"]["type"]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path} {status}: no problem types"));
+            assert!(!types.is_empty());
+            assert!(
+                documented["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty())
+            );
+        }
+        for (status, answer) in op["responses"].as_object().unwrap() {
+            let answer = match answer.get("$ref") {
+                Some(_) => response(&doc, &op, status.parse().unwrap()).unwrap(),
+                None => answer,
+            };
+            assert!(
+                answer["description"].is_string(),
+                "{method} {path} {status} has no description"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_reference_in_the_openapi_document_resolves_and_operation_ids_are_unique() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+
+    fn walk<'a>(value: &'a Value, refs: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(members) => {
+                if let Some(Value::String(reference)) = members.get("$ref") {
+                    refs.push(reference);
+                }
+                members.values().for_each(|v| walk(v, refs));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, refs)),
+            _ => {}
+        }
+    }
+    let mut refs = Vec::new();
+    walk(&doc, &mut refs);
+    assert!(refs.len() > 50, "the document references its components");
+    for reference in refs {
+        assert!(
+            doc.pointer(reference.trim_start_matches('#')).is_some(),
+            "{reference} does not resolve"
+        );
+    }
+
+    let ids: Vec<String> = operations(&doc)
+        .iter()
+        .map(|(_, _, op)| op["operationId"].as_str().unwrap().to_owned())
+        .collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "operation ids repeat: {ids:?}");
+
+    // Links name operations that exist.
+    for (_, _, op) in operations(&doc) {
+        for answer in op["responses"].as_object().unwrap().values() {
+            for link in answer["links"]
+                .as_object()
+                .into_iter()
+                .flat_map(|l| l.values())
+            {
+                let target = link["operationId"].as_str().unwrap();
+                assert!(ids.iter().any(|id| id == target), "link to {target}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_roles_the_document_names_for_an_operation_are_those_the_server_lets_in() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let keys = [
+        (
+            "admin",
+            app.key(offergate::domain::api_key::Role::Admin).await,
+        ),
+        (
+            "checkout",
+            app.key(offergate::domain::api_key::Role::Checkout).await,
+        ),
+        (
+            "partner",
+            app.key(offergate::domain::api_key::Role::Partner).await,
+        ),
+    ];
+
+    for (method, path, op) in operations(&doc) {
+        let Some(security) = op["security"].as_array().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        // A body is read before the role is checked; these are proven
+        // without one.
+        if op.get("requestBody").is_some() {
+            continue;
+        }
+        let roles: Vec<&str> = security[0]["api_key"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert!(!roles.is_empty(), "{method} {path} names no role");
+        let concrete = path
+            .replace("{id}", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+            .replace("{key}", "student");
+        for (role, key) in &keys {
+            let response = app
+                .client
+                .request(
+                    reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                    app.url(&concrete),
+                )
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            let refused = response.status() == 403
+                && response.json::<Value>().await.unwrap()["type"] == "forbidden";
+            assert_eq!(
+                refused,
+                !roles.contains(role),
+                "{method} {path} as {role}: the document names {roles:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_document_states_the_limits_the_server_enforces() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let schema = |name: &str| doc["components"]["schemas"][name].clone();
+
+    let offer = schema("OfferBody");
+    assert_eq!(offer["properties"]["title"]["minLength"], 1);
+    assert_eq!(offer["properties"]["title"]["maxLength"], 200);
+    assert_eq!(offer["properties"]["communities"]["minItems"], 1);
+    assert_eq!(offer["properties"]["token_ttl_secs"]["minimum"], 10);
+    assert_eq!(offer["properties"]["total_cap"]["minimum"], 1);
+    let discount = schema("Discount");
+    let fixed = &discount["oneOf"][1]["properties"];
+    assert_eq!(fixed["amount_minor"]["minimum"], 1);
+    assert_eq!(fixed["currency"]["pattern"], "^[A-Z]{3}$");
+    assert_eq!(schema("CommunityKey")["pattern"], "^[a-z][a-z0-9_]{1,62}$");
+    assert!(schema("CreateCommunity")["properties"]["required_fields"]["anyOf"].is_array());
+    assert_eq!(
+        schema("CreateKey")["then"]["required"],
+        serde_json::json!(["partner_id"])
+    );
+
+    let list = doc["paths"]["/v1/redemptions"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| {
+        list.iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["schema"].clone())
+            .unwrap()
+    };
+    assert_eq!(param("limit")["minimum"], 1);
+    assert_eq!(param("limit")["maximum"], 1000);
+    assert_eq!(param("since")["format"], "date-time");
+}

@@ -199,3 +199,62 @@ async fn a_request_past_the_deadline_gives_a_503_timeout_problem() {
     assert_eq!(status, 503);
     assert_eq!(body["type"], "timeout");
 }
+
+#[tokio::test]
+async fn an_integral_number_written_with_a_fraction_is_an_integer() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+
+    let response = app
+        .client
+        .post(app.url("/v1/offers"))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "title": "Student week",
+            "communities": ["student"],
+            "discount": {"kind": "percent", "percent_off": 10},
+            "token_ttl_secs": 900.0,
+        }))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 201);
+    let offer: Value = response.json().await.unwrap();
+    assert_eq!(offer["token_ttl_secs"], 900);
+
+    let response = app
+        .client
+        .post(app.url("/v1/offers"))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "title": "Student week",
+            "communities": ["student"],
+            "discount": {"kind": "percent", "percent_off": 10},
+            "token_ttl_secs": 900.5,
+        }))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 422, "validation_failed").await;
+    assert_eq!(problem["errors"][0]["field"], "token_ttl_secs");
+}
+
+#[tokio::test]
+async fn a_reversal_whose_body_is_null_is_a_reversal_without_a_reason() {
+    let app = spawn_app().await;
+    let checkout = app.key(Role::Checkout).await;
+
+    let response = app
+        .client
+        .post(app.url("/v1/redemptions/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/reverse"))
+        .bearer_auth(&checkout)
+        .header("content-type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .unwrap();
+
+    // The body is read as no body: what is left is that no such redemption exists.
+    assert_problem(response, 404, "not_found").await;
+}

@@ -37,10 +37,13 @@ impl FromRequestParts<AppState> for Caller {
             count_refusal("missing");
             ApiError::Unauthenticated("Send the API key as `Authorization: Bearer <key>`.".into())
         })?;
+        // The scheme is case-insensitive (RFC 9110, section 11.1).
         let raw = header
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key)
             .ok_or_else(|| {
                 count_refusal("malformed");
                 ApiError::Unauthenticated(

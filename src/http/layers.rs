@@ -40,6 +40,7 @@ pub fn with_layers(router: Router, server: &ServerSettings) -> Router {
             deadline,
         ))
         .layer(middleware::map_response(bare_errors_as_problems))
+        .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(track_request))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -109,6 +110,33 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
         request_id,
         api_key = tracing::field::Empty,
     )
+}
+
+/// What a scanner expects on every response: no MIME sniffing; a policy
+/// that lets a JSON answer load nothing and be framed nowhere (the docs
+/// page sets its own); and no caching of an answer to an authenticated
+/// request, which may hold what only that key may see.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let authenticated = request.headers().contains_key(header::AUTHORIZATION);
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    if authenticated {
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 /// Routing misses, wrong methods, timeouts and layer rejections come out

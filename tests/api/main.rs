@@ -7,6 +7,7 @@ mod cli;
 mod communities;
 mod concurrency;
 mod faults;
+mod headers;
 mod helpers;
 mod hostile_input;
 mod import;

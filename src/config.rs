@@ -41,6 +41,9 @@ pub struct ImportSettings {
     pub max_record_bytes: usize,
     /// Rejected rows listed in an import's answer; the rest are counted.
     pub max_listed_rejections: usize,
+    /// The largest import body, in bytes: a larger one is refused with 413
+    /// and writes nothing.
+    pub max_total_bytes: u64,
 }
 
 impl ImportSettings {
@@ -48,6 +51,7 @@ impl ImportSettings {
         crate::usecases::import::ImportLimits {
             max_record_bytes: self.max_record_bytes,
             max_listed_rejections: self.max_listed_rejections,
+            max_total_bytes: self.max_total_bytes,
         }
     }
 }
@@ -285,9 +289,13 @@ impl Settings {
                     .into(),
             ));
         }
-        if self.import.max_record_bytes < 256 || self.import.max_listed_rejections == 0 {
+        if self.import.max_record_bytes < 256
+            || self.import.max_listed_rejections == 0
+            || self.import.max_total_bytes < self.import.max_record_bytes as u64
+        {
             return Err(SettingsError::Invalid(
-                "import: max_record_bytes must be at least 256 and max_listed_rejections at least 1"
+                "import: max_record_bytes must be at least 256, max_listed_rejections at least 1, \
+                 and max_total_bytes at least max_record_bytes"
                     .into(),
             ));
         }

@@ -48,3 +48,30 @@ pub async fn create_if_missing(settings: &DatabaseSettings) -> Result<(), sqlx::
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
+
+/// Why a database call failed when retrying the request shortly can
+/// succeed: every connection stayed busy past the acquire timeout, or the
+/// database is away (refused, dropped or shutting down). `None` for any
+/// other failure, which is a fault of offergate's own.
+pub fn unavailable(error: &sqlx::Error) -> Option<&'static str> {
+    match error {
+        sqlx::Error::PoolTimedOut => {
+            Some("Every database connection stayed busy for the acquire timeout; retry shortly.")
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Some(UNREACHABLE),
+        // Class 08: connection exceptions; 57P01-57P03: the server is
+        // shutting down or starting; 53300: too many connections.
+        sqlx::Error::Database(e) => e
+            .code()
+            .filter(|code| {
+                code.starts_with("08") || matches!(&**code, "57P01" | "57P02" | "57P03" | "53300")
+            })
+            .map(|_| UNREACHABLE),
+        _ => None,
+    }
+}
+
+const UNREACHABLE: &str = "The database is unreachable; retry shortly.";

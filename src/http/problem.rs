@@ -86,6 +86,32 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 503 for a database that is away or a pool that stayed full.
+    fn unavailable(error: &sqlx::Error) -> Self {
+        let detail = crate::db::unavailable(error).unwrap_or("The database is unreachable.");
+        tracing::warn!(error = %error, "database unavailable");
+        ApiError::Unavailable(detail.to_owned())
+    }
+
+    /// A failure caused, anywhere in its chain, by the database being away
+    /// or every connection busy is the caller's to retry: 503 with
+    /// `Retry-After`, not 500.
+    fn database_away_as_unavailable(self) -> Self {
+        match self {
+            ApiError::Internal(error) => {
+                let cause = error
+                    .chain()
+                    .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+                    .find(|e| crate::db::unavailable(e).is_some());
+                match cause {
+                    Some(cause) => ApiError::unavailable(cause),
+                    None => ApiError::Internal(error),
+                }
+            }
+            other => other,
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError::Validation(vec![FieldError::new(field, message)])
     }
@@ -157,8 +183,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind, title) = self.parts();
-        let detail = match &self {
+        let this = self.database_away_as_unavailable();
+        let (status, kind, title) = this.parts();
+        let detail = match &this {
             ApiError::Unauthenticated(d)
             | ApiError::Forbidden(d)
             | ApiError::NotFound(d)
@@ -190,7 +217,7 @@ impl IntoResponse for ApiError {
         };
         let mut extensions = serde_json::Map::new();
         let mut retry_after = None;
-        let errors = match self {
+        let errors = match this {
             ApiError::Validation(errors) => errors,
             ApiError::RateLimited { retry_after_secs } => {
                 retry_after = Some(retry_after_secs);
@@ -300,6 +327,9 @@ impl From<Arc<AuthError>> for ApiError {
             }
             AuthError::Revoked => ApiError::Unauthenticated("The API key is revoked.".into()),
             AuthError::Busy => ApiError::Unavailable("Too many API keys being checked.".into()),
+            AuthError::Database(e) if crate::db::unavailable(e).is_some() => {
+                ApiError::unavailable(e)
+            }
             AuthError::Database(_) | AuthError::Hashing(_) => {
                 ApiError::Internal(anyhow::anyhow!("authenticating a key: {error}"))
             }

@@ -1,5 +1,8 @@
 //! `POST /v1/records/import`: bulk verification records, streamed.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -15,7 +18,9 @@ use super::json::Json;
 use super::problem::{ApiError, Problem};
 use super::query::Query;
 use crate::domain::api_key::Role;
-use crate::usecases::import::{Format, ImportOptions, ImportReport, Mode, OnError, import_records};
+use crate::usecases::import::{
+    Format, ImportError, ImportOptions, ImportReport, Mode, OnError, import_records,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(import))
@@ -71,6 +76,8 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
         description = "CSV with a header row, or NDJSON (application/x-ndjson): one record per line"),
     responses(
         (status = 200, body = ImportReport, description = "Written; with on_error=skip, bad rows listed"),
+        (status = 413, body = Problem, content_type = "application/problem+json",
+            description = "`payload_too_large`: the body is larger than `import.max_total_bytes`; nothing written"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json",
             description = "`import_rejected`: bad rows, each in `rows`; nothing written"),
@@ -90,8 +97,47 @@ async fn import(
         format: format_of(&headers)?,
         limits: state.import_limits,
     };
-    let input = StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
-    let report = import_records(&state.db, &state.indexer, &options, input).await?;
+    let max = options.limits.max_total_bytes;
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "An import body may hold at most {max} bytes (setting import.max_total_bytes); \
+             nothing was written."
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max) {
+        return Err(too_large());
+    }
+    // A body without a length (chunked) is counted as it streams; going
+    // past the bound fails the read, and a failed read writes nothing.
+    let read = Arc::new(AtomicU64::new(0));
+    let counted = read.clone();
+    let stream = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .and_then(move |chunk| {
+            let total =
+                counted.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+            std::future::ready(if total > max {
+                Err(std::io::Error::other("the import body is too large"))
+            } else {
+                Ok(chunk)
+            })
+        });
+    let report = match import_records(
+        &state.db,
+        &state.indexer,
+        &options,
+        StreamReader::new(stream),
+    )
+    .await
+    {
+        Err(ImportError::Read(_)) if read.load(Ordering::Relaxed) > max => return Err(too_large()),
+        other => other?,
+    };
     tracing::info!(
         source = %options.source,
         rows = report.rows_read,

@@ -37,6 +37,8 @@ pub struct ImportLimits {
     /// Rejected rows listed in a report, each with its faults; the rest are
     /// only counted (`rejected_unlisted`).
     pub max_listed_rejections: usize,
+    /// The largest body an import reads, in bytes.
+    pub max_total_bytes: u64,
 }
 
 impl Default for ImportLimits {
@@ -44,6 +46,7 @@ impl Default for ImportLimits {
         ImportLimits {
             max_record_bytes: 16 * 1024,
             max_listed_rejections: 100,
+            max_total_bytes: 1 << 30,
         }
     }
 }

@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::{ROSTER, assert_problem, spawn_app};
+use crate::helpers::{ROSTER, assert_problem, spawn_app, spawn_app_with};
 use offergate::domain::api_key::Role;
 
 #[tokio::test]
@@ -329,5 +329,58 @@ async fn the_rejected_rows_listed_are_capped_and_the_rest_counted() {
     assert_eq!(
         app.count("SELECT count(*) FROM verification_records").await,
         0
+    );
+}
+
+#[tokio::test]
+async fn an_import_past_the_total_size_is_refused_whole_declared_or_streamed() {
+    let app = spawn_app_with(|settings| settings.import.max_total_bytes = 4096).await;
+    let admin = app.key(Role::Admin).await;
+    let mut csv = String::from("external_id,community,email\n");
+    for n in 0..200 {
+        csv.push_str(&format!("s-{n},teacher,t{n}@school.org\n"));
+    }
+    assert!(csv.len() > 4096);
+    let first_rows: String = csv.lines().take(20).map(|l| format!("{l}\n")).collect();
+    assert!(first_rows.len() < 4096);
+
+    // With a Content-Length: refused before a byte is read.
+    let declared = app.import(&admin, "source=big", "text/csv", &csv).await;
+    let problem = assert_problem(declared, 413, "payload_too_large").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("4096"),
+        "{problem}"
+    );
+
+    // Chunked, without a length: refused once the count passes the bound,
+    // though every row read so far was good.
+    let chunks: Vec<Result<String, std::io::Error>> = csv
+        .as_bytes()
+        .chunks(512)
+        .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+        .collect();
+    let streamed = app
+        .client
+        .post(app.url("/v1/records/import?source=big"))
+        .bearer_auth(&admin)
+        .header("content-type", "text/csv")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(streamed, 413, "payload_too_large").await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_records").await,
+        0
+    );
+
+    // Under the bound, the same rows import.
+    let small = app
+        .import(&admin, "source=big", "text/csv", &first_rows)
+        .await;
+    assert_eq!(small.status(), 200);
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_records").await,
+        19
     );
 }

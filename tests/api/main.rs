@@ -16,6 +16,7 @@ mod ops;
 mod places;
 mod privacy;
 mod problems;
+mod processes;
 mod redemptions;
 mod retention;
 mod settings;

@@ -58,8 +58,12 @@ pub fn unavailable(error: &sqlx::Error) -> Option<&'static str> {
         sqlx::Error::PoolTimedOut => {
             Some("Every database connection stayed busy for the acquire timeout; retry shortly.")
         }
+        // The link broke: refused, reset, or closed mid-conversation (a
+        // proxy in front of a database that is down answers the handshake
+        // with nothing, which reads as a protocol error).
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => Some(UNREACHABLE),
         // Class 08: connection exceptions; 57P01-57P03: the server is
@@ -75,3 +79,18 @@ pub fn unavailable(error: &sqlx::Error) -> Option<&'static str> {
 }
 
 const UNREACHABLE: &str = "The database is unreachable; retry shortly.";
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable;
+
+    #[test]
+    fn a_busy_pool_or_an_absent_database_is_retryable_and_nothing_else_is() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(unavailable(&sqlx::Error::PoolTimedOut).is_some());
+        assert!(unavailable(&sqlx::Error::Io(refused)).is_some());
+        assert!(unavailable(&sqlx::Error::PoolClosed).is_some());
+        assert!(unavailable(&sqlx::Error::RowNotFound).is_none());
+        assert!(unavailable(&sqlx::Error::ColumnNotFound("id".into())).is_none());
+    }
+}

@@ -1,7 +1,9 @@
 //! The `Caller` extractor: the authenticated API key behind a request.
-//! Handlers state the roles they accept with `caller.require(..)`.
+//! Handlers state the roles they accept with `caller.require(..)`; the same
+//! roles, as each operation's OpenAPI security requirement names them, are
+//! checked when the key is authenticated, before anything else is read.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
@@ -56,6 +58,15 @@ impl FromRequestParts<AppState> for Caller {
         })?;
         let principal = state.keys.authenticate(&key).await?;
         tracing::Span::current().record("api_key", principal.key_id.as_str());
-        Ok(Caller(principal))
+        let caller = Caller(principal);
+        // A key of the wrong role is refused here, before the request's
+        // path, query or body is read, so it learns nothing of what the
+        // route would accept. Handlers state their roles again.
+        if let Some(route) = parts.extensions.get::<MatchedPath>()
+            && let Some(roles) = super::roles_for(&parts.method, route.as_str())
+        {
+            caller.require(roles)?;
+        }
+        Ok(caller)
     }
 }

@@ -24,9 +24,10 @@ mod redemptions;
 mod tokens;
 mod verifications;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -41,6 +42,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::auth::KeyVerifier;
 use crate::catalog::Catalog;
 use crate::config::Settings;
+use crate::domain::api_key::Role;
 use crate::domain::blind::BlindIndexer;
 use crate::domain::community::Community;
 use crate::domain::offer::Offer;
@@ -224,6 +226,33 @@ pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(&openapi).unwrap_or_default();
     openapi::finish(&mut doc);
     doc
+}
+
+/// The roles each secured operation admits, by method and route, as its
+/// OpenAPI security requirement names them.
+static ROLES: LazyLock<HashMap<(String, String), Vec<Role>>> = LazyLock::new(|| {
+    let doc = document();
+    let mut roles = HashMap::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            if let Some(names) = op["security"][0]["api_key"].as_array() {
+                let admitted = names
+                    .iter()
+                    .filter_map(|name| name.as_str()?.parse().ok())
+                    .collect();
+                roles.insert((method.to_ascii_uppercase(), path.clone()), admitted);
+            }
+        }
+    }
+    roles
+});
+
+/// The roles that may call the operation at `method` and `route` (a route
+/// as matched, such as `/v1/offers/{id}`); `None` for an open route.
+pub fn roles_for(method: &axum::http::Method, route: &str) -> Option<&'static [Role]> {
+    ROLES
+        .get(&(method.as_str().to_owned(), route.to_owned()))
+        .map(Vec::as_slice)
 }
 
 /// The whole application: routes, documentation and middleware.

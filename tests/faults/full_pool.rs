@@ -93,13 +93,7 @@ async fn a_full_pool_answers_503_with_retry_after_and_never_hangs() {
         .await;
     let retries_took = retried_at.elapsed();
 
-    let redemption_of: std::collections::HashMap<uuid::Uuid, uuid::Uuid> =
-        sqlx::query_as::<_, (uuid::Uuid, uuid::Uuid)>("SELECT token_id, id FROM redemptions")
-            .fetch_all(&processes.db)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let redemption_of = crate::redemption_of_token(&processes).await;
     let acknowledged: Vec<(usize, &Answer)> = waited
         .iter()
         .filter_map(|(n, a, _, _)| a.as_ref().map(|a| (*n, a)))

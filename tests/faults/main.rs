@@ -15,6 +15,8 @@ mod outage;
 mod sigterm;
 mod storm;
 
+use std::collections::HashMap;
+
 use futures::StreamExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -44,6 +46,16 @@ pub async fn issue_tokens(
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await
+}
+
+/// The redemption of each redeemed token, by token id.
+pub async fn redemption_of_token(processes: &Processes) -> HashMap<Uuid, Uuid> {
+    sqlx::query_as::<_, (Uuid, Uuid)>("SELECT token_id, id FROM redemptions")
+        .fetch_all(&processes.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// What one fault did, in the figures the suite reports.

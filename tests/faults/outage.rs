@@ -4,14 +4,12 @@
 //! returning. Every request refused during the outage is retried afterwards
 //! under its Idempotency-Key: no effect is lost or done twice.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::Answer;
 use crate::helpers::jti;
@@ -139,13 +137,7 @@ async fn a_postgresql_restart_under_load_answers_503_and_recovers_without_a_rest
         .collect()
         .await;
 
-    let redemption_of: HashMap<Uuid, Uuid> =
-        sqlx::query_as::<_, (Uuid, Uuid)>("SELECT token_id, id FROM redemptions")
-            .fetch_all(&processes.db)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let redemption_of = crate::redemption_of_token(&processes).await;
     let rows = processes.count("SELECT count(*) FROM redemptions").await as usize;
     let held = |n: usize| {
         redemption_of

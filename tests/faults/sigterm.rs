@@ -181,13 +181,7 @@ async fn sigterm_under_load_fails_no_request_in_flight() {
         });
     }
 
-    let redemption_of: std::collections::HashMap<uuid::Uuid, uuid::Uuid> =
-        sqlx::query_as::<_, (uuid::Uuid, uuid::Uuid)>("SELECT token_id, id FROM redemptions")
-            .fetch_all(&processes.db)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let redemption_of = crate::redemption_of_token(&processes).await;
     let rows = processes.count("SELECT count(*) FROM redemptions").await as usize;
     let held = |n: usize| {
         redemption_of

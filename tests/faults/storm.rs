@@ -110,13 +110,7 @@ async fn a_kill_9_during_three_hundred_redemptions_loses_no_answer_and_doubles_n
     let status = processes.servers[VICTIM].wait(Duration::from_secs(5));
     assert_eq!(status.signal(), Some(SIGKILL), "{status:?}");
 
-    let redemption_of: std::collections::HashMap<Uuid, Uuid> =
-        sqlx::query_as::<_, (Uuid, Uuid)>("SELECT token_id, id FROM redemptions")
-            .fetch_all(&processes.db)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let redemption_of = crate::redemption_of_token(&processes).await;
     // Every key is asked once more after the storm: each must still have
     // the answer of its redemption to give.
     let asked_again: Vec<Option<Answer>> = futures::stream::iter(tokens.iter().enumerate())

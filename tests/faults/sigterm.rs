@@ -224,9 +224,10 @@ async fn sigterm_under_load_fails_no_request_in_flight() {
             "{after_signal} answered by the stopping process after the signal, {} refused at \
              the connection and {} never read (both sent to the other process), \
              {failed_in_flight} failed in flight; slow imports across the signal answered \
-             {slow_answers:?}; exit {exit}; recovery is the time from SIGTERM to exit",
+             {slow_answers:?}; exit code {:?}; recovery is the time from SIGTERM to exit",
             count(&|o| *o == Outcome::Refused),
             count(&|o| *o == Outcome::NeverRead),
+            exit.code(),
         ),
     }
     .report();

@@ -8,7 +8,8 @@
 //! - `catalog`: communities and active offers, served from memory;
 //! - `snapshot`: a value read once per expiry, however many ask at once;
 //! - `http`: routes, extractors, DTOs and problem+json;
-//! - `startup`, `config`, `db`, `telemetry`, `cli`: running the service.
+//! - `startup`, `config`, `db`, `telemetry`, `cli`: running the service;
+//! - `fuzzing`: what the fuzz targets in `fuzz/` drive (not an API).
 
 pub mod auth;
 pub mod catalog;
@@ -17,6 +18,8 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod signing;
 pub mod snapshot;

@@ -125,6 +125,14 @@ pub struct ActiveKey {
 }
 
 impl ActiveKey {
+    /// A signing key from its kid and its private half (PKCS#8 DER).
+    pub fn from_pkcs8(kid: String, pkcs8_der: &[u8]) -> Self {
+        ActiveKey {
+            kid,
+            encoding: EncodingKey::from_ed_der(pkcs8_der),
+        }
+    }
+
     pub fn kid(&self) -> &str {
         &self.kid
     }
@@ -151,10 +159,72 @@ pub struct KeyRing {
     active: Snapshot<Arc<ActiveKey>>,
     published: Snapshot<Arc<[Jwk]>>,
     revoked: Snapshot<Arc<HashSet<String>>>,
-    /// What every token must satisfy (built once: it allocates).
+    rules: TokenRules,
+}
+
+/// What a token must satisfy apart from its key being ours and live: the
+/// checks of [`KeyRing::verify`] that need no database.
+pub struct TokenRules {
+    /// Built once: it allocates.
     validation: Validation,
     /// The same, for reporting an expired token's state.
     validation_past_exp: Validation,
+}
+
+impl TokenRules {
+    pub fn new(issuer: &str, audience: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 5;
+        let mut validation_past_exp = validation.clone();
+        validation_past_exp.validate_exp = false;
+        TokenRules {
+            validation,
+            validation_past_exp,
+        }
+    }
+
+    /// The kid a token names, read from its header before any key is
+    /// looked up: an EdDSA token naming a kid of our form, or an error.
+    pub fn kid_of(&self, token: &str) -> Result<String, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Invalid("only EdDSA tokens are accepted".into()));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| TokenError::Invalid("the token names no key".into()))?;
+        if !kid_is_ours(&kid) {
+            return Err(TokenError::Invalid(UNKNOWN_KEY.into()));
+        }
+        Ok(kid)
+    }
+
+    /// The token's claims, once its signature under `key` and its claims
+    /// hold. With `allow_expired`, an expired token still passes.
+    pub fn claims(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+        allow_expired: bool,
+    ) -> Result<TokenClaims, TokenError> {
+        let validation = if allow_expired {
+            &self.validation_past_exp
+        } else {
+            &self.validation
+        };
+        match jsonwebtoken::decode::<TokenClaims>(token, key, validation) {
+            Ok(data) => Ok(data.claims),
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+                Err(TokenError::Expired)
+            }
+            Err(e) => Err(TokenError::Invalid(e.to_string())),
+        }
+    }
 }
 
 /// A public key as published in the JWKS.
@@ -181,20 +251,11 @@ impl KeyRing {
         let bytes = hex::decode(kek_hex).map_err(|_| KeyError::BadKek)?;
         let kek = Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyError::BadKek)?;
         let subjects = subject_key(&bytes)?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
-        validation.validate_nbf = true;
-        validation.leeway = 5;
-        let mut validation_past_exp = validation.clone();
-        validation_past_exp.validate_exp = false;
         Ok(KeyRing {
             db,
             kek,
             subjects,
-            validation,
-            validation_past_exp,
+            rules: TokenRules::new(issuer, audience),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             public_keys: Cache::builder()
@@ -387,10 +448,7 @@ impl KeyRing {
 
     fn unsealed(&self, kid: String, sealed: &[u8]) -> Result<Arc<ActiveKey>, KeyError> {
         let pkcs8 = self.unseal(&kid, sealed)?;
-        Ok(Arc::new(ActiveKey {
-            kid,
-            encoding: EncodingKey::from_ed_der(&pkcs8),
-        }))
+        Ok(Arc::new(ActiveKey::from_pkcs8(kid, &pkcs8)))
     }
 
     async fn public_key(&self, kid: &str) -> Result<Option<Arc<DecodingKey>>, TokenError> {
@@ -410,33 +468,15 @@ impl KeyRing {
         token: &str,
         allow_expired: bool,
     ) -> Result<TokenClaims, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(TokenError::Invalid("only EdDSA tokens are accepted".into()));
-        }
-        let kid = header
-            .kid
-            .ok_or_else(|| TokenError::Invalid("the token names no key".into()))?;
-        if !kid_is_ours(&kid) || self.revoked_kids().await?.contains(&kid) {
+        let kid = self.rules.kid_of(token)?;
+        if self.revoked_kids().await?.contains(&kid) {
             return Err(TokenError::Invalid(UNKNOWN_KEY.into()));
         }
         let key = self
             .public_key(&kid)
             .await?
             .ok_or_else(|| TokenError::Invalid(UNKNOWN_KEY.into()))?;
-        let validation = if allow_expired {
-            &self.validation_past_exp
-        } else {
-            &self.validation
-        };
-        match jsonwebtoken::decode::<TokenClaims>(token, &key, validation) {
-            Ok(data) => Ok(data.claims),
-            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
-                Err(TokenError::Expired)
-            }
-            Err(e) => Err(TokenError::Invalid(e.to_string())),
-        }
+        self.rules.claims(token, &key, allow_expired)
     }
 
     /// Public keys whose tokens may still be live: the signing key, and

@@ -5,6 +5,7 @@ pub mod auth;
 mod client_address;
 mod communities;
 mod docs;
+pub(crate) mod fuzzing;
 mod idempotency;
 mod instant;
 pub mod json;

@@ -1,6 +1,8 @@
 //! `/v1/offers`: admins manage offers; checkouts see the active ones;
 //! partners see their own.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,7 @@ use super::problem::{ApiError, FieldError, Problem};
 use super::query::Query;
 use crate::auth::Principal;
 use crate::domain::api_key::Role;
+use crate::domain::community::Community;
 use crate::domain::offer::{DEFAULT_TOKEN_TTL_SECS, Offer, OfferStatus};
 use crate::store::offers::{self, OfferFilter};
 use crate::store::stats::{self, OfferStats};
@@ -137,8 +140,9 @@ pub struct ListParams {
     status: Option<StatusBody>,
 }
 
-async fn checked(state: &AppState, id: Uuid, body: OfferBody) -> Result<Offer, ApiError> {
-    let offer = Offer {
+/// The offer a body describes, not yet checked.
+pub(super) fn offer_of(id: Uuid, body: OfferBody) -> Offer {
+    Offer {
         id,
         title: body.title.trim().to_owned(),
         description: body.description,
@@ -153,13 +157,22 @@ async fn checked(state: &AppState, id: Uuid, body: OfferBody) -> Result<Offer, A
         per_person_limit: body.per_person_limit,
         token_ttl_secs: body.token_ttl_secs,
         reversal_returns_token: body.reversal_returns_token,
-    };
-    let known = communities::all_by_key(&state.db).await?;
-    let mut errors: Vec<FieldError> = offer
+    }
+}
+
+/// The offer's faults against the known communities, as request fields.
+pub(super) fn faults_of(offer: &Offer, known: &HashMap<String, Community>) -> Vec<FieldError> {
+    offer
         .validate(|key| known.get(key).cloned())
         .into_iter()
         .map(|e| FieldError::new(e.field, e.message))
-        .collect();
+        .collect()
+}
+
+async fn checked(state: &AppState, id: Uuid, body: OfferBody) -> Result<Offer, ApiError> {
+    let offer = offer_of(id, body);
+    let known = communities::all_by_key(&state.db).await?;
+    let mut errors = faults_of(&offer, &known);
     if let Some(partner) = offer.partner_id
         && !partners::exists(&state.db, partner).await?
     {

@@ -49,6 +49,24 @@ pub struct VerificationRequest {
     offer_id: Option<Uuid>,
 }
 
+impl VerificationRequest {
+    pub(super) fn community(&self) -> &str {
+        &self.community
+    }
+
+    /// The attempt this body asks for.
+    pub(super) fn request(&self, idempotency: Option<Keyed>) -> Request {
+        Request {
+            subsegment: self.subsegment.clone(),
+            person: self.person.clone().into(),
+            consent: self.consent,
+            customer_ref: self.customer_ref.clone(),
+            offer_id: self.offer_id,
+            idempotency,
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -117,14 +135,7 @@ async fn verify(
         api_key_id: principal.key_id.as_str(),
         client_address: body.client_ip.unwrap_or(peer),
     };
-    let request = Request {
-        subsegment: body.subsegment.clone(),
-        person: body.person.clone().into(),
-        consent: body.consent,
-        customer_ref: body.customer_ref.clone(),
-        offer_id: body.offer_id,
-        idempotency: keyed,
-    };
+    let request = body.request(keyed);
     let answer = verify::verify(
         &state.db,
         &state.ring,

@@ -215,7 +215,26 @@ struct Writer<'a> {
     limits: ImportLimits,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(
+        indexer: &'a BlindIndexer,
+        communities: HashMap<String, Community>,
+        batches: mpsc::Sender<Batch>,
+        limits: ImportLimits,
+    ) -> Self {
+        Writer {
+            indexer,
+            communities,
+            batch: Vec::with_capacity(BATCH_ROWS),
+            batch_lines: HashMap::new(),
+            batches,
+            report: ImportReport::default(),
+            rejected_ids: Vec::new(),
+            writing: true,
+            limits,
+        }
+    }
+
     fn reject(&mut self, line: u64, errors: Vec<Invalid>, external_id: Option<&str>) {
         reject(&mut self.report, &self.limits, line, errors);
         if let Some(id) = external_id.map(str::trim).filter(|id| !id.is_empty()) {
@@ -342,22 +361,8 @@ where
         import_id,
         receiver,
     ));
-    let mut writer = Writer {
-        indexer,
-        communities,
-        batch: Vec::with_capacity(BATCH_ROWS),
-        batch_lines: HashMap::new(),
-        batches,
-        report: ImportReport::default(),
-        rejected_ids: Vec::new(),
-        writing: true,
-        limits: options.limits,
-    };
-    let read = match options.format {
-        Format::Csv => read_csv(input, &mut writer, &options).await,
-        Format::Ndjson => read_ndjson(input, &mut writer, &options).await,
-    };
-    writer.flush().await;
+    let mut writer = Writer::new(indexer, communities, batches, options.limits);
+    let read = read_rows(input, &mut writer, &options).await;
     let Writer {
         mut report,
         rejected_ids,
@@ -395,6 +400,66 @@ where
     tx.commit().await?;
     report.committed = true;
     Ok(report)
+}
+
+/// Reads every row of `input` into `writer`, the last batch handed on.
+async fn read_rows<R>(
+    input: R,
+    writer: &mut Writer<'_>,
+    options: &ImportOptions,
+) -> Result<(), ImportError>
+where
+    R: AsyncRead + Unpin + Send,
+{
+    let read = match options.format {
+        Format::Csv => read_csv(input, writer, options).await,
+        Format::Ndjson => read_ndjson(input, writer, options).await,
+    };
+    writer.flush().await;
+    read
+}
+
+/// What the reading stage of an import made of its input, alone.
+#[derive(Debug)]
+pub struct RowsChecked {
+    /// The report as the reading stage leaves it: rows read and rejected
+    /// (nothing inserted or updated, nothing committed).
+    pub report: ImportReport,
+    /// Rows parsed, checked and hashed, ready to be written.
+    pub accepted: u64,
+}
+
+/// The reading stage of an import without its database stage: every row
+/// of `input` parsed, checked against `communities` and hashed exactly as
+/// [`import_records`] does, nothing written. With `OnError::Fail`, rows
+/// after the first rejection are checked but not counted as accepted.
+pub async fn check_rows<R>(
+    indexer: &BlindIndexer,
+    communities: HashMap<String, Community>,
+    options: &ImportOptions,
+    input: R,
+) -> Result<RowsChecked, ImportError>
+where
+    R: AsyncRead + Unpin + Send,
+{
+    let (batches, mut receiver) = mpsc::channel::<Batch>(1);
+    let mut writer = Writer::new(indexer, communities, batches, options.limits);
+    let reading = async move {
+        let read = read_rows(input, &mut writer, options).await;
+        read.map(|()| writer.report)
+    };
+    let counting = async move {
+        let mut accepted = 0;
+        while let Some(batch) = receiver.recv().await {
+            accepted += batch.len() as u64;
+        }
+        accepted
+    };
+    let (report, accepted) = tokio::join!(reading, counting);
+    Ok(RowsChecked {
+        report: report?,
+        accepted,
+    })
 }
 
 async fn after_row(writer: &mut Writer<'_>, options: &ImportOptions) -> Result<(), ImportError> {

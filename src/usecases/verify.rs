@@ -145,7 +145,7 @@ pub(crate) fn person_field(error: Invalid) -> Invalid {
 }
 
 /// Checks the request against the community; the identity it carries.
-fn check(community: &Community, request: &Request) -> Result<Identity, Vec<Invalid>> {
+pub(crate) fn check(community: &Community, request: &Request) -> Result<Identity, Vec<Invalid>> {
     let mut errors = Vec::new();
     if !request.consent {
         errors.push(Invalid::new(

@@ -182,6 +182,15 @@ fn field_error(path: &str, error: &serde_json::Error) -> FieldError {
     } else {
         path.to_owned()
     };
+    if message.starts_with("unknown field ``") {
+        // A member whose name is the empty string: its path names nothing.
+        let parent = field.strip_suffix('.').unwrap_or(&field);
+        let parent = if parent.is_empty() { "body" } else { parent };
+        return FieldError::new(
+            parent,
+            "has a member with an empty name, which is not a known field",
+        );
+    }
     if message.starts_with("unknown field `") {
         return FieldError::new(field, "is not a known field");
     }

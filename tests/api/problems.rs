@@ -76,6 +76,8 @@ async fn invalid_missing_and_unknown_fields_are_named_in_a_422() {
             "partner_id",
         ),
         (json!({"role": "admin", "name": "n".repeat(201)}), "name"),
+        // A member named by the empty string is named by where it sits.
+        (json!({"role": "admin", "": 1}), "body"),
     ];
 
     for (body, field) in cases {
@@ -88,7 +90,16 @@ async fn invalid_missing_and_unknown_fields_are_named_in_a_422() {
             .await
             .unwrap();
         let problem = assert_problem(response, 422, "validation_failed").await;
-        assert_eq!(problem["errors"][0]["field"], field, "for {body}");
+        assert_eq!(
+            problem["errors"][0]["field"], field,
+            "for {body}: {problem}"
+        );
+        if body.get("").is_some() {
+            assert!(
+                problem["detail"].as_str().unwrap().contains("empty name"),
+                "{problem}"
+            );
+        }
         assert!(
             problem["errors"][0]["message"]
                 .as_str()

@@ -24,3 +24,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod usecases;
+pub mod webhooks;

@@ -5,6 +5,7 @@ pub mod auth;
 mod client_address;
 mod communities;
 mod docs;
+mod events;
 mod idempotency;
 mod instant;
 pub mod json;
@@ -23,6 +24,7 @@ mod records;
 mod redemptions;
 mod tokens;
 mod verifications;
+mod webhooks;
 
 use std::net::IpAddr;
 use std::ops::Deref;
@@ -64,6 +66,7 @@ pub struct App {
     /// Communities and active offers, as every caller lists them.
     pub catalog: Catalog,
     pub import_limits: crate::usecases::import::ImportLimits,
+    pub webhooks: crate::webhooks::Webhooks,
     communities: Cache<String, Option<Arc<Community>>>,
 }
 
@@ -102,6 +105,7 @@ impl AppState {
             },
             trusted_proxies: v.trusted_proxies.clone(),
             import_limits: settings.import.limits(),
+            webhooks: crate::webhooks::Webhooks::new(settings)?,
             communities: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(COMMUNITY_CACHE_TTL)
@@ -175,6 +179,8 @@ impl Deref for AppState {
         (name = "offers", description = "Offers: admins manage, checkouts see active ones, partners their own"),
         (name = "tokens", description = "Signed single-use offer tokens and their public keys"),
         (name = "redemptions", description = "Redeeming, reversing and confirming"),
+        (name = "events", description = "Events of the outbox, for callers who poll (admin; partner: its own offers')"),
+        (name = "webhook-endpoints", description = "Receivers of signed events, per Standard Webhooks (admin; partner: its own)"),
     )
 )]
 struct ApiDoc;
@@ -214,6 +220,8 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(offers::router())
         .merge(tokens::router())
         .merge(redemptions::router())
+        .merge(events::router())
+        .merge(webhooks::router())
         .split_for_parts()
 }
 

@@ -99,7 +99,11 @@ pub struct CreateEndpoint {
     /// Where deliveries are POSTed: http or https, on a host the allow-list
     /// admits, resolving to public addresses (unless private ones are
     /// allowed, as in development).
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^https?://[^/?#@]+(/.*)?$"
+    )]
     url: String,
     #[schema(max_length = 500)]
     description: Option<String>,
@@ -143,7 +147,11 @@ impl EventType {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeEndpoint {
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^https?://[^/?#@]+(/.*)?$"
+    )]
     url: Option<String>,
     #[schema(max_length = 500)]
     description: Option<String>,
@@ -174,7 +182,7 @@ async fn checked_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
     state
         .webhooks
         .destinations
-        .check(raw.trim())
+        .check(raw)
         .await
         .map(|url| url.to_string())
         .map_err(|refused| ApiError::invalid("url", refused.to_string()))

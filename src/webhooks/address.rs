@@ -53,8 +53,15 @@ impl Destinations {
 
     /// Parses an endpoint URL and checks its host against the allow-list.
     pub fn parse(&self, raw: &str) -> Result<Url, Refused> {
-        if raw.len() > URL_MAX {
-            return Err(Refused::Malformed);
+        if raw.len() > URL_MAX || !shaped(raw) {
+            let credentials = raw
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.split('/').next().unwrap_or_default().contains('@'));
+            return Err(if credentials {
+                Refused::Credentials
+            } else {
+                Refused::Malformed
+            });
         }
         let url = Url::parse(raw).map_err(|_| Refused::Malformed)?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -106,6 +113,24 @@ impl Destinations {
         }
         Ok(addrs)
     }
+}
+
+/// The shape the OpenAPI document states: `http://` or `https://`, a host
+/// (and port) without `?`, `#` or `@`, then nothing or a path; and, beyond
+/// it, no blank or control character anywhere.
+fn shaped(raw: &str) -> bool {
+    let Some(rest) = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    !authority.is_empty()
+        && !authority.contains(['?', '#', '@'])
+        && !raw
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}')
 }
 
 fn matches(allowed: &str, host: &str) -> bool {
@@ -192,6 +217,28 @@ mod tests {
         }
         for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
             assert!(is_public(ip.parse().expect("ip")), "{ip}");
+        }
+    }
+
+    #[test]
+    fn only_the_documented_shape_is_taken() {
+        for good in [
+            "https://h.example.com/x?y=1",
+            "http://127.0.0.1:9/hook",
+            "https://h",
+        ] {
+            assert!(shaped(good), "{good}");
+        }
+        for bad in [
+            "HTTPS://h/",
+            "https://",
+            "https://h?x",
+            "https://u@h/",
+            "https://h/a b",
+            "ftp://h/",
+            " https://h/",
+        ] {
+            assert!(!shaped(bad), "{bad}");
         }
     }
 

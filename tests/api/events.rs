@@ -333,3 +333,52 @@ async fn membership_expiring_is_written_once_whatever_the_number_of_processes() 
         .unwrap();
     assert_eq!(again, 1);
 }
+
+#[tokio::test]
+async fn an_event_committed_late_is_not_skipped_by_a_cursor() {
+    let app = spawn_app().await;
+    let setup = app.offer_setup().await;
+    let offer = app.offer(&setup.admin, json!({})).await;
+    let granted: Value = app
+        .token(
+            &setup.checkout,
+            &setup.membership_id,
+            offer["id"].as_str().unwrap(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let redeemed: Value = app
+        .redeem(
+            &setup.checkout,
+            "k",
+            granted["token"].as_str().unwrap(),
+            "o",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    // A change whose transaction is still open when a later one commits.
+    let mut slow = app.db.begin().await.unwrap();
+    sqlx::query("UPDATE redemptions SET confirmed_at = now() WHERE id = $1::uuid")
+        .bind(redeemed["id"].as_str().unwrap())
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    let failed = app
+        .verify(&setup.checkout, student("Ana", "Lima", "1990-01-01"))
+        .await;
+    assert_eq!(failed.status(), 200);
+    let page = events(&app, &setup.admin, "limit=1000").await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    // Neither shows yet: the later one waits for the earlier to end.
+    assert!(!types(&page).contains(&"verification.failed".to_owned()));
+    slow.commit().await.unwrap();
+    let next = events(&app, &setup.admin, &format!("cursor={cursor}")).await;
+    assert_eq!(
+        types(&next),
+        ["redemption.confirmed", "verification.failed"]
+    );
+}

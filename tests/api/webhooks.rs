@@ -28,6 +28,8 @@ struct Seen {
     in_flight: HashMap<String, usize>,
     /// The most deliveries of one webhook-id in flight at once.
     most_at_once: usize,
+    /// The most deliveries of any ids in flight at once.
+    busiest: usize,
     started: usize,
     attempts_by_id: HashMap<String, usize>,
 }
@@ -76,6 +78,8 @@ async fn receive(
             *n
         };
         seen.most_at_once = seen.most_at_once.max(now);
+        let total: usize = seen.in_flight.values().sum();
+        seen.busiest = seen.busiest.max(total);
         let attempt = seen.attempts_by_id.entry(id.clone()).or_default();
         *attempt += 1;
         *attempt
@@ -174,6 +178,10 @@ impl Receiver {
         self.seen.lock().unwrap().started
     }
 
+    fn busiest(&self) -> usize {
+        self.seen.lock().unwrap().busiest
+    }
+
     fn most_at_once(&self) -> usize {
         self.seen.lock().unwrap().most_at_once
     }
@@ -198,6 +206,7 @@ fn fast(settings: &mut offergate::config::Settings) {
     settings.webhooks.retry_delays_ms = vec![50, 50, 50, 50];
     settings.webhooks.request_timeout_ms = 2_000;
     settings.webhooks.lease_ms = 3_000;
+    settings.events.job_interval_ms = 100;
 }
 
 /// Registers an endpoint with `key`; its id and secret.
@@ -288,6 +297,20 @@ async fn a_redeemed_token_reaches_the_endpoint_signed_and_verifiable() {
     assert_eq!(log["items"][0]["outcome"], "delivered");
     assert_eq!(log["items"][0]["status_code"], 204);
     assert_eq!(log["items"][0]["event_id"], delivery.webhook_id);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        if metrics.contains(r#"events_written_total{type="token.redeemed"}"#)
+            && metrics.contains(r#"webhook_deliveries_total{outcome="delivered"}"#)
+            && metrics.contains("webhook_outbox_lag_seconds")
+            && metrics.contains("webhook_oldest_undelivered_event_age_seconds")
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -793,4 +816,20 @@ async fn two_deliverers_never_send_one_event_at_once() {
     assert_eq!(receiver.most_at_once(), 1);
     // Nothing failed, so each was sent exactly once.
     assert_eq!(receiver.all().len(), ids.len());
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_has_at_most_its_share_of_deliveries_in_flight() {
+    let receiver = Receiver::start().await;
+    receiver.set(|b| b.delay = Duration::from_millis(200));
+    let (app, ids) = queued_events(&receiver, 8).await;
+    let url = database_url(&app);
+    let mut env = DELIVERING.to_vec();
+    env.retain(|(name, _)| !name.ends_with("PER_ENDPOINT_CONCURRENCY"));
+    env.push(("OFFERGATE_WEBHOOKS__PER_ENDPOINT_CONCURRENCY", "2"));
+    let _server = ServerProcess::start_with_env(&url, &env);
+    receiver
+        .wait_for(Duration::from_secs(30), |d| d.len() >= ids.len())
+        .await;
+    assert_eq!(receiver.busiest(), 2);
 }

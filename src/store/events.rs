@@ -118,3 +118,46 @@ pub async fn last_seq(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
         .fetch_one(db)
         .await
 }
+
+/// Deletes up to `limit` events older than `older_than_secs` whose
+/// deliveries are all over (their messages go with them); how many.
+pub async fn prune(
+    db: impl PgExecutor<'_>,
+    older_than_secs: f64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "WITH old AS (
+             SELECT e.id FROM events AS e
+             WHERE e.occurred_at < now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM webhook_messages AS m
+                               WHERE m.event_id = e.id AND m.state = 'pending')
+             ORDER BY e.occurred_at LIMIT $2
+             FOR UPDATE SKIP LOCKED)
+         DELETE FROM events WHERE id IN (SELECT id FROM old)",
+    )
+    .bind(older_than_secs)
+    .bind(limit)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// Deletes up to `limit` delivery-log rows older than `older_than_secs`.
+pub async fn prune_attempts(
+    db: impl PgExecutor<'_>,
+    older_than_secs: f64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM webhook_attempts WHERE id IN (
+             SELECT id FROM webhook_attempts
+             WHERE attempted_at < now() - make_interval(secs => $1)
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(older_than_secs)
+    .bind(limit)
+    .execute(db)
+    .await?
+    .rows_affected())
+}

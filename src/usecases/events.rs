@@ -3,6 +3,9 @@
 //! expiring membership is announced by one conditional update of its row
 //! (rows another process holds are skipped), so once per expiry.
 //!
+//! Events older than `events.retention_days` whose deliveries are over are
+//! deleted by the same job, with the delivery log as old.
+//!
 //! The metrics describe the database, not the process: every process
 //! reports the same totals (take the maximum across processes, not the sum).
 
@@ -53,6 +56,31 @@ pub async fn announce_expiring(db: &PgPool, settings: &EventSettings) -> Result<
     }
 }
 
+/// Rows deleted per statement by the retention of events.
+const PRUNE_BATCH: i64 = 1_000;
+
+/// Deletes events older than `older_than` whose deliveries are over, and
+/// delivery-log rows as old; how many of each.
+pub async fn prune(db: &PgPool, older_than: Duration) -> Result<(u64, u64), sqlx::Error> {
+    let secs = older_than.as_secs_f64();
+    let (mut events_gone, mut attempts_gone) = (0, 0);
+    loop {
+        let gone = events::prune(db, secs, PRUNE_BATCH).await?;
+        events_gone += gone;
+        if gone < PRUNE_BATCH as u64 {
+            break;
+        }
+    }
+    loop {
+        let gone = events::prune_attempts(db, secs, PRUNE_BATCH).await?;
+        attempts_gone += gone;
+        if gone < PRUNE_BATCH as u64 {
+            break;
+        }
+    }
+    Ok((events_gone, attempts_gone))
+}
+
 /// Counts events written since the last look (by sequence number).
 struct Counter {
     last_seq: Option<i64>,
@@ -87,6 +115,12 @@ pub async fn run(db: PgPool, settings: EventSettings, mut stopping: watch::Recei
             Ok(0) => {}
             Ok(written) => tracing::info!(written, "membership.expiring events written"),
             Err(error) => tracing::warn!(%error, "announcing expiring memberships failed"),
+        }
+        let retention = Duration::from_secs(u64::from(settings.retention_days) * 86_400);
+        match prune(&db, retention).await {
+            Ok((0, 0)) => {}
+            Ok((events, attempts)) => tracing::info!(events, attempts, "old events pruned"),
+            Err(error) => tracing::warn!(%error, "pruning old events failed"),
         }
         if let Err(error) = counter.refresh(&db).await {
             tracing::warn!(%error, "refreshing the event metrics failed");

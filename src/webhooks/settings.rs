@@ -14,6 +14,9 @@ pub struct EventSettings {
     /// How often each process looks for expiring memberships and refreshes
     /// the event metrics.
     pub job_interval_ms: u64,
+    /// Events are kept this long (those still being delivered longer), and
+    /// the delivery log as long.
+    pub retention_days: u32,
 }
 
 impl Default for EventSettings {
@@ -21,6 +24,7 @@ impl Default for EventSettings {
         EventSettings {
             membership_expiring_before_days: 14,
             job_interval_ms: 60_000,
+            retention_days: 30,
         }
     }
 }

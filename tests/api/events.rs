@@ -284,7 +284,7 @@ async fn membership_expiring_is_written_once_whatever_the_number_of_processes() 
     let setup = app.offer_setup().await;
     let settings = offergate::config::EventSettings {
         membership_expiring_before_days: 14,
-        job_interval_ms: 60_000,
+        ..Default::default()
     };
     // Far from its end: nothing.
     let written = offergate::usecases::events::announce_expiring(&app.db, &settings)
@@ -381,4 +381,32 @@ async fn an_event_committed_late_is_not_skipped_by_a_cursor() {
         types(&next),
         ["redemption.confirmed", "verification.failed"]
     );
+}
+
+#[tokio::test]
+async fn old_events_go_once_their_deliveries_are_over() {
+    let app = crate::helpers::spawn_app_with(|s| s.webhooks.deliver = false).await;
+    let setup = app.offer_setup().await;
+    let registered = app
+        .post_json(
+            &setup.admin,
+            "/v1/webhook-endpoints",
+            json!({"url": "http://127.0.0.1:9/hook"}),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    // Still to be delivered: kept however old.
+    app.verify(&setup.checkout, student("Ana", "Lima", "2004-03-09"))
+        .await;
+    sqlx::query("UPDATE events SET occurred_at = now() - interval '40 days'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let (events_gone, _) =
+        offergate::usecases::events::prune(&app.db, std::time::Duration::from_secs(30 * 86_400))
+            .await
+            .unwrap();
+    assert_eq!(events_gone, 1, "the first verification's event");
+    assert_eq!(app.count("SELECT count(*) FROM events").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM webhook_messages").await, 1);
 }

@@ -833,3 +833,44 @@ async fn a_slow_endpoint_has_at_most_its_share_of_deliveries_in_flight() {
         .await;
     assert_eq!(receiver.busiest(), 2);
 }
+
+#[tokio::test]
+async fn a_receiver_resolving_to_a_private_address_is_refused_at_delivery_too() {
+    let receiver = Receiver::start().await;
+    // Registered where private addresses are allowed (development) ...
+    let app = spawn_app_with(|s| s.webhooks.deliver = false).await;
+    let admin = app.key(Role::Admin).await;
+    let checkout = app.key(Role::Checkout).await;
+    app.import_roster(&admin).await;
+    for url in [
+        receiver.url.clone(),
+        receiver.url.replace("127.0.0.1", "localhost"),
+    ] {
+        let (_, secret) = register(&app, &admin, json!({"url": url})).await;
+        receiver.trust(&secret);
+    }
+    app.verify(&checkout, student("Ana", "Lima", "2004-03-09"))
+        .await;
+    // ... delivered by a process where they are not.
+    let mut env = DELIVERING.to_vec();
+    env.push(("OFFERGATE_WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "false"));
+    let _server = ServerProcess::start_with_env(&database_url(&app), &env);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let errors: Vec<String> = loop {
+        let errors: Vec<String> = sqlx::query_scalar(
+            "SELECT error FROM webhook_attempts WHERE attempt = 1 AND error IS NOT NULL",
+        )
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+        if errors.len() >= 2 {
+            break errors;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{errors:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for error in errors {
+        assert!(error.contains("private"), "{error}");
+    }
+    assert!(receiver.all().is_empty());
+}

@@ -20,7 +20,6 @@ use super::query::Query;
 use crate::auth::Principal;
 use crate::domain::api_key::Role;
 use crate::store::webhooks::{self, Attempt, Endpoint, EndpointChange, NewEndpoint};
-use crate::usecases::events::TYPES;
 use crate::webhooks::secret;
 
 const DESCRIPTION_MAX: usize = 500;
@@ -140,7 +139,16 @@ pub enum EventType {
 
 impl EventType {
     fn as_str(self) -> &'static str {
-        TYPES[self as usize]
+        match self {
+            EventType::VerificationSucceeded => "verification.succeeded",
+            EventType::VerificationFailed => "verification.failed",
+            EventType::MembershipExpiring => "membership.expiring",
+            EventType::TokenIssued => "token.issued",
+            EventType::TokenRedeemed => "token.redeemed",
+            EventType::RedemptionReversed => "redemption.reversed",
+            EventType::RedemptionConfirmed => "redemption.confirmed",
+            EventType::OfferExhausted => "offer.exhausted",
+        }
     }
 }
 
@@ -189,10 +197,8 @@ async fn checked_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
 }
 
 fn checked_types(types: Option<Vec<EventType>>) -> Option<Vec<String>> {
-    let mut types = types?;
-    types.dedup();
     let mut out: Vec<String> = Vec::new();
-    for t in types {
+    for t in types? {
         if !out.iter().any(|o| o == t.as_str()) {
             out.push(t.as_str().to_owned());
         }
@@ -311,6 +317,8 @@ async fn show(
 }
 
 /// Change an endpoint's URL, description, types, or whether it is enabled.
+/// Disabling it fails its queued deliveries; `recover` sends them (and what
+/// was written while it was disabled) once it is enabled again.
 #[utoipa::path(patch, path = "/v1/webhook-endpoints/{id}", tag = "webhook-endpoints", security(("api_key" = ["admin", "partner"])),
     params(("id" = Uuid, Path)),
     request_body = ChangeEndpoint,
@@ -343,6 +351,9 @@ async fn change(
     )
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("No webhook endpoint {id}.")))?;
+    if !changed.enabled {
+        webhooks::fail_queued_of_disabled(&state.db, id).await?;
+    }
     Ok(Json(changed.into()))
 }
 

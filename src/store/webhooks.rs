@@ -147,6 +147,25 @@ pub async fn rotate(
     .await
 }
 
+/// Fails the queued deliveries of an endpoint that is disabled (those in
+/// flight record their own outcome): nothing waits on a disabled endpoint,
+/// and `recover` queues them again.
+pub async fn fail_queued_of_disabled(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE webhook_messages AS m SET state = 'failed', finished_at = now()
+         FROM webhook_endpoints AS e
+         WHERE e.id = $1 AND NOT e.enabled AND m.endpoint_id = e.id
+           AND m.state = 'pending' AND (m.claim IS NULL OR m.locked_until < now())",
+    )
+    .bind(id)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
 /// A claimed delivery: one event for one endpoint, with what signing and
 /// sending it needs.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -342,6 +361,9 @@ pub async fn record(
             .execute(&mut **tx)
             .await?;
         }
+    }
+    if r.outcome != Outcome::Delivered {
+        fail_queued_of_disabled(&mut **tx, r.endpoint_id).await?;
     }
     Ok(true)
 }

@@ -517,6 +517,12 @@ async fn a_410_disables_the_endpoint_and_says_why() {
         .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(receiver.all().len(), 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_messages WHERE state = 'pending'")
+            .await,
+        0,
+        "nothing waits on a disabled endpoint"
+    );
 }
 
 #[tokio::test]

@@ -196,23 +196,33 @@ async fn checked_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
         .map_err(|refused| ApiError::invalid("url", refused.to_string()))
 }
 
-fn checked_types(types: Option<Vec<EventType>>) -> Option<Vec<String>> {
+/// The longest list of event types (each type once makes eight).
+const TYPES_MAX: usize = 8;
+
+fn checked_types(types: Option<Vec<EventType>>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(types) = types else { return Ok(None) };
+    if types.len() > TYPES_MAX {
+        return Err(ApiError::invalid(
+            "event_types",
+            format!("at most {TYPES_MAX} types"),
+        ));
+    }
     let mut out: Vec<String> = Vec::new();
-    for t in types? {
+    for t in types {
         if !out.iter().any(|o| o == t.as_str()) {
             out.push(t.as_str().to_owned());
         }
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 fn checked_description(raw: Option<&str>) -> Result<Option<String>, ApiError> {
-    match raw.map(str::trim) {
+    match raw {
         Some(d) if d.chars().count() > DESCRIPTION_MAX => Err(ApiError::invalid(
             "description",
             format!("at most {DESCRIPTION_MAX} characters"),
         )),
-        other => Ok(other.map(str::to_owned)),
+        other => Ok(other.map(|d| d.trim().to_owned())),
     }
 }
 
@@ -265,7 +275,7 @@ async fn create(
         _ => body.partner_id,
     };
     let description = checked_description(body.description.as_deref())?.unwrap_or_default();
-    let event_types = checked_types(body.event_types).unwrap_or_default();
+    let event_types = checked_types(body.event_types)?.unwrap_or_default();
     if let Some(p) = partner_id
         && principal.role == Role::Admin
         && !crate::store::partners::exists(&state.db, p).await?
@@ -334,7 +344,7 @@ async fn change(
     let principal = caller.require(&[Role::Admin, Role::Partner])?;
     visible(&state, principal, id).await?;
     let description = checked_description(body.description.as_deref())?;
-    let event_types = checked_types(body.event_types);
+    let event_types = checked_types(body.event_types)?;
     let url = match &body.url {
         Some(raw) => Some(checked_url(&state, raw).await?),
         None => None,

@@ -598,6 +598,15 @@ async fn private_addresses_and_hosts_off_the_allow_list_are_refused() {
         )
         .await;
     crate::helpers::assert_problem(response, 422, "validation_failed").await;
+    let response = app
+        .post_json(
+            &admin,
+            "/v1/webhook-endpoints",
+            json!({"url": "https://h.example.com/x", "event_types": vec!["token.issued"; 9]}),
+        )
+        .await;
+    let problem = crate::helpers::assert_problem(response, 422, "validation_failed").await;
+    assert_eq!(problem["errors"][0]["field"], "event_types");
     let checkout = app.key(Role::Checkout).await;
     let response = app.get_with_key("/v1/webhook-endpoints", &checkout).await;
     crate::helpers::assert_problem(response, 403, "forbidden").await;

@@ -33,7 +33,13 @@ pub struct Settings {
     pub log: LogSettings,
     pub import: ImportSettings,
     pub retention: RetentionSettings,
+    #[serde(default)]
+    pub events: EventSettings,
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
 }
+
+pub use crate::webhooks::settings::{EventSettings, WebhookSettings};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ImportSettings {
@@ -247,6 +253,8 @@ impl Settings {
                     .try_parsing(true)
                     .list_separator(",")
                     .with_list_parse_key("verification.trusted_proxies")
+                    .with_list_parse_key("webhooks.allowed_hosts")
+                    .with_list_parse_key("webhooks.retry_delays_ms")
                     .source(Some(env.clone())),
             )
             .set_override("profile", profile)?
@@ -302,6 +310,8 @@ impl Settings {
         self.retention
             .validate(&self.verification)
             .map_err(SettingsError::Invalid)?;
+        self.events.validate().map_err(SettingsError::Invalid)?;
+        self.webhooks.validate().map_err(SettingsError::Invalid)?;
         if self.auth.max_concurrent_hashes == 0 {
             return Err(SettingsError::Invalid(
                 "auth.max_concurrent_hashes must be at least 1".into(),

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{RetentionSettings, Settings};
+use crate::config::{EventSettings, RetentionSettings, Settings};
 use crate::db;
 use crate::http::{self, AppState};
 
@@ -20,6 +20,7 @@ pub struct Application {
     state: AppState,
     grace: Duration,
     retention: RetentionSettings,
+    events: EventSettings,
 }
 
 /// Opens the database as the settings say: in development it is created
@@ -61,6 +62,7 @@ impl Application {
             state,
             grace: settings.shutdown_grace(),
             retention: settings.retention.clone(),
+            events: settings.events.clone(),
         })
     }
 
@@ -85,6 +87,19 @@ impl Application {
             self.retention,
             stopping_rx.clone(),
         ));
+        // So do the events job and, where this process delivers, webhooks.
+        tokio::spawn(crate::usecases::events::run(
+            self.state.db.clone(),
+            self.events,
+            stopping_rx.clone(),
+        ));
+        if self.state.webhooks.settings.deliver {
+            tokio::spawn(crate::webhooks::deliver::run(
+                self.state.db.clone(),
+                self.state.webhooks.clone(),
+                stopping_rx.clone(),
+            ));
+        }
         let server = axum::serve(
             self.listener,
             self.router

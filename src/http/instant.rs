@@ -17,3 +17,8 @@ pub fn option<'de, D: Deserializer<'de>>(
             .map_err(|bad| serde::de::Error::custom(bad.message())),
     }
 }
+
+pub fn required<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OffsetDateTime, D::Error> {
+    let raw = String::deserialize(deserializer)?;
+    instant::parse_rfc3339(&raw).map_err(|bad| serde::de::Error::custom(bad.message()))
+}

@@ -5,6 +5,7 @@ pub mod auth;
 mod client_address;
 mod communities;
 mod docs;
+mod events;
 pub(crate) mod fuzzing;
 mod idempotency;
 mod instant;
@@ -24,6 +25,7 @@ mod records;
 mod redemptions;
 mod tokens;
 mod verifications;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -67,6 +69,7 @@ pub struct App {
     /// Communities and active offers, as every caller lists them.
     pub catalog: Catalog,
     pub import_limits: crate::usecases::import::ImportLimits,
+    pub webhooks: crate::webhooks::Webhooks,
     communities: Cache<String, Option<Arc<Community>>>,
 }
 
@@ -105,6 +108,7 @@ impl AppState {
             },
             trusted_proxies: v.trusted_proxies.clone(),
             import_limits: settings.import.limits(),
+            webhooks: crate::webhooks::Webhooks::new(settings)?,
             communities: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(COMMUNITY_CACHE_TTL)
@@ -178,6 +182,8 @@ impl Deref for AppState {
         (name = "offers", description = "Offers: admins manage, checkouts see active ones, partners their own"),
         (name = "tokens", description = "Signed single-use offer tokens and their public keys"),
         (name = "redemptions", description = "Redeeming, reversing and confirming"),
+        (name = "events", description = "Events of the outbox, for callers who poll (admin; partner: its own offers')"),
+        (name = "webhook-endpoints", description = "Receivers of signed events, per Standard Webhooks (admin; partner: its own)"),
     )
 )]
 struct ApiDoc;
@@ -217,6 +223,8 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(offers::router())
         .merge(tokens::router())
         .merge(redemptions::router())
+        .merge(events::router())
+        .merge(webhooks::router())
         .split_for_parts()
 }
 

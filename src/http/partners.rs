@@ -76,7 +76,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<PartnerView>), ApiError> {
     caller.require(&[Role::Admin])?;
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX {
+    if name.is_empty() || body.name.chars().count() > NAME_MAX {
         return Err(ApiError::invalid(
             "name",
             format!("1 to {NAME_MAX} characters"),

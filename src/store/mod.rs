@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod communities;
+pub mod events;
 pub mod health;
 pub mod offers;
 pub mod partners;
@@ -13,3 +14,4 @@ pub mod signing_keys;
 pub mod stats;
 pub mod tokens;
 pub mod verifications;
+pub mod webhooks;

@@ -5,6 +5,7 @@
 
 pub mod confirm;
 pub mod erase;
+pub mod events;
 pub mod idempotency;
 pub mod import;
 pub mod issue_token;

@@ -163,6 +163,16 @@ async fn the_openapi_document_lists_every_route() {
         "GET /v1/redemptions/{id}",
         "POST /v1/redemptions/{id}/reverse",
         "POST /v1/redemptions/{id}/confirm",
+        "GET /v1/events",
+        "POST /v1/events/{id}/redeliver",
+        "GET /v1/webhook-endpoints",
+        "POST /v1/webhook-endpoints",
+        "GET /v1/webhook-endpoints/{id}",
+        "PATCH /v1/webhook-endpoints/{id}",
+        "DELETE /v1/webhook-endpoints/{id}",
+        "POST /v1/webhook-endpoints/{id}/rotate-secret",
+        "GET /v1/webhook-endpoints/{id}/deliveries",
+        "POST /v1/webhook-endpoints/{id}/recover",
     ]
     .into_iter()
     .map(String::from)

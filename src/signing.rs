@@ -286,35 +286,12 @@ impl KeyRing {
     }
 
     fn seal(&self, kid: &str, secret: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let nonce: [u8; NONCE_LEN] = rand::rng().random();
-        let sealed = self
-            .kek
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: secret,
-                    aad: kid.as_bytes(),
-                },
-            )
-            .map_err(|e| KeyError::Make(e.to_string()))?;
-        Ok([nonce.as_slice(), &sealed].concat())
+        seal_under(&self.kek, kid.as_bytes(), secret)
+            .ok_or_else(|| KeyError::Make("sealing failed".into()))
     }
 
     fn unseal(&self, kid: &str, sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
-        if sealed.len() <= NONCE_LEN {
-            return Err(KeyError::Unseal);
-        }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| KeyError::Unseal)?;
-        self.kek
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: body,
-                    aad: kid.as_bytes(),
-                },
-            )
-            .map_err(|_| KeyError::Unseal)
+        unseal_under(&self.kek, kid.as_bytes(), sealed).ok_or(KeyError::Unseal)
     }
 
     /// Adds a signing key and makes it the one that signs; older keys stay
@@ -548,6 +525,28 @@ impl MadeKey {
 
 /// The subject key, derived from the key-encryption key under a purpose of
 /// its own, so that the two uses of that secret never meet.
+/// Seals `plain` with AES-256-GCM under the key-encryption key, bound to
+/// `aad` (the id of the row that holds it): a random nonce, then the
+/// ciphertext. Signing keys and webhook secrets are sealed alike.
+pub(crate) fn seal_under(kek: &Aes256Gcm, aad: &[u8], plain: &[u8]) -> Option<Vec<u8>> {
+    let nonce: [u8; NONCE_LEN] = rand::rng().random();
+    let sealed = kek
+        .encrypt(&Nonce::from(nonce), Payload { msg: plain, aad })
+        .ok()?;
+    Some([nonce.as_slice(), &sealed].concat())
+}
+
+/// Opens what `seal_under` sealed with the same key and `aad`.
+pub(crate) fn unseal_under(kek: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() <= NONCE_LEN {
+        return None;
+    }
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+    kek.decrypt(&Nonce::from(nonce), Payload { msg: body, aad })
+        .ok()
+}
+
 fn subject_key(kek: &[u8]) -> Result<Hmac<Sha256>, KeyError> {
     let mut derive =
         <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(kek).map_err(|_| KeyError::BadKek)?;

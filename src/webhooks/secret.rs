@@ -4,8 +4,10 @@
 //! endpoint's id as associated data (a sealed secret moved to another
 //! endpoint's row does not open).
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::KeyInit;
+
+use crate::signing::{seal_under, unseal_under};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::RngExt;
@@ -14,7 +16,6 @@ use uuid::Uuid;
 
 pub const PREFIX: &str = "whsec_";
 const SECRET_LEN: usize = 32;
-const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -54,35 +55,12 @@ impl Sealer {
     }
 
     pub fn seal(&self, endpoint: Uuid, secret: &SecretSlice<u8>) -> Result<Vec<u8>, SecretError> {
-        let nonce: [u8; NONCE_LEN] = rand::rng().random();
-        let sealed = self
-            .kek
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: secret.expose_secret(),
-                    aad: endpoint.as_bytes(),
-                },
-            )
-            .map_err(|_| SecretError::Seal)?;
-        Ok([nonce.as_slice(), &sealed].concat())
+        seal_under(&self.kek, endpoint.as_bytes(), secret.expose_secret()).ok_or(SecretError::Seal)
     }
 
     pub fn unseal(&self, endpoint: Uuid, sealed: &[u8]) -> Result<SecretSlice<u8>, SecretError> {
-        if sealed.len() <= NONCE_LEN {
-            return Err(SecretError::Unseal);
-        }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SecretError::Unseal)?;
-        self.kek
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: body,
-                    aad: endpoint.as_bytes(),
-                },
-            )
+        unseal_under(&self.kek, endpoint.as_bytes(), sealed)
             .map(SecretSlice::from)
-            .map_err(|_| SecretError::Unseal)
+            .ok_or(SecretError::Unseal)
     }
 }

@@ -37,8 +37,11 @@ pub struct Settings {
     pub events: EventSettings,
     #[serde(default)]
     pub webhooks: WebhookSettings,
+    #[serde(default)]
+    pub hosted: HostedSettings,
 }
 
+pub use crate::http::page::settings::HostedSettings;
 pub use crate::webhooks::settings::{EventSettings, WebhookSettings};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -254,6 +257,7 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("verification.trusted_proxies")
                     .with_list_parse_key("webhooks.allowed_hosts")
+                    .with_list_parse_key("hosted.return_origins")
                     .with_list_parse_key("webhooks.retry_delays_ms")
                     .source(Some(env.clone())),
             )
@@ -312,6 +316,7 @@ impl Settings {
             .map_err(SettingsError::Invalid)?;
         self.events.validate().map_err(SettingsError::Invalid)?;
         self.webhooks.validate().map_err(SettingsError::Invalid)?;
+        self.hosted.validate().map_err(SettingsError::Invalid)?;
         if self.auth.max_concurrent_hashes == 0 {
             return Err(SettingsError::Invalid(
                 "auth.max_concurrent_hashes must be at least 1".into(),

@@ -8,6 +8,7 @@ pub mod instant;
 mod nicknames;
 pub mod offer;
 pub mod record;
+pub mod session;
 
 /// One field at fault, as the domain reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

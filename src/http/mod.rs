@@ -16,6 +16,7 @@ mod offer_terms;
 mod offers;
 mod openapi;
 mod ops;
+pub mod page;
 mod partners;
 mod people;
 mod person;
@@ -23,6 +24,7 @@ pub mod problem;
 mod query;
 mod records;
 mod redemptions;
+mod sessions;
 mod tokens;
 mod verifications;
 mod webhooks;
@@ -70,6 +72,7 @@ pub struct App {
     pub catalog: Catalog,
     pub import_limits: crate::usecases::import::ImportLimits,
     pub webhooks: crate::webhooks::Webhooks,
+    pub hosted: page::Hosted,
     communities: Cache<String, Option<Arc<Community>>>,
 }
 
@@ -109,6 +112,7 @@ impl AppState {
             trusted_proxies: v.trusted_proxies.clone(),
             import_limits: settings.import.limits(),
             webhooks: crate::webhooks::Webhooks::new(settings)?,
+            hosted: page::Hosted::new(&settings.hosted)?,
             communities: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(COMMUNITY_CACHE_TTL)
@@ -177,6 +181,7 @@ impl Deref for AppState {
         (name = "communities", description = "Communities members are verified for"),
         (name = "records", description = "Verification records: bulk import (admin)"),
         (name = "verifications", description = "Checking a consumer's membership (checkout)"),
+        (name = "verification-sessions", description = "The hosted verification page: create a session, send the shopper to its URL, read the outcome (checkout)"),
         (name = "people", description = "Erasure (admin)"),
         (name = "partners", description = "Partners who honour offers (admin)"),
         (name = "offers", description = "Offers: admins manage, checkouts see active ones, partners their own"),
@@ -218,6 +223,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(communities::router())
         .merge(records::router())
         .merge(verifications::router())
+        .merge(sessions::router())
         .merge(people::router())
         .merge(partners::router())
         .merge(offers::router())
@@ -270,6 +276,9 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
     metrics::handle();
     let docs = Arc::new(docs::Docs::new(document()));
     let (router, _) = routes();
-    let router = router.layer(Extension(docs)).with_state(state);
+    let router = router
+        .merge(page::router())
+        .layer(Extension(docs))
+        .with_state(state);
     with_layers(router, &settings.server)
 }

@@ -21,7 +21,6 @@ use super::problem::{ApiError, Problem};
 use super::tokens::TokenView;
 use crate::domain::api_key::Role;
 use crate::usecases::idempotency::Keyed;
-use crate::usecases::issue_token::Refusal;
 use crate::usecases::verify::{self, Origin, Outcome, Request, Verification};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -61,6 +60,7 @@ impl VerificationRequest {
             person: self.person.clone().into(),
             consent: self.consent,
             customer_ref: self.customer_ref.clone(),
+            customer_ref_ix: None,
             offer_id: self.offer_id,
             idempotency,
         }
@@ -150,7 +150,7 @@ async fn verify(
     let (token, token_problem) = match token {
         None => (None, None),
         Some(Ok(granted)) => (Some(TokenView::from(granted)), None),
-        Some(Err(refusal)) => (None, Some(problem_type(refusal).to_owned())),
+        Some(Err(refusal)) => (None, Some(refusal.kind().to_owned())),
     };
     let view = match outcome {
         Outcome::Verified {
@@ -186,13 +186,4 @@ async fn verify(
         Json(view).into_response(),
         answer.replayed,
     ))
-}
-
-/// The problem type that kept a verified member's token back.
-fn problem_type(refusal: Refusal) -> &'static str {
-    match refusal {
-        Refusal::Exhausted => "offer_exhausted",
-        Refusal::PersonLimit => "person_limit_reached",
-        _ => "not_eligible",
-    }
 }

@@ -10,6 +10,7 @@ pub mod partners;
 pub mod prune;
 pub mod records;
 pub mod redemptions;
+pub mod sessions;
 pub mod signing_keys;
 pub mod stats;
 pub mod tokens;

@@ -40,6 +40,16 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The problem type that names this refusal where a verified member's
+    /// token was kept back.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Exhausted => "offer_exhausted",
+            Refusal::PersonLimit => "person_limit_reached",
+            _ => "not_eligible",
+        }
+    }
+
     /// The refusal an outcome of the store names (None for `issued`).
     pub fn from_outcome(outcome: &str) -> Option<Self> {
         Some(match outcome {

@@ -15,4 +15,5 @@ pub mod prune;
 pub mod redeem;
 pub mod reverse;
 pub mod revoke_token;
+pub mod sessions;
 pub mod verify;

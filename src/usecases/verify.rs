@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::idempotency::{Answer, Keyed, past_key_races};
 use super::issue_token::{Granted, Refusal, granted_or_refused};
 use crate::domain::Invalid;
+use crate::domain::blind::MatchKeys;
 use crate::domain::blind::{BlindIndexer, LimitSubject};
 use crate::domain::community::Community;
 use crate::domain::identity::{CANON_VERSION, Identity, RawIdentity};
@@ -79,6 +80,9 @@ pub struct Request {
     pub person: RawIdentity,
     pub consent: bool,
     pub customer_ref: Option<String>,
+    /// The reference's keyed hash, when only that is kept (a hosted
+    /// session's); `customer_ref` wins when both are given.
+    pub customer_ref_ix: Option<[u8; 16]>,
     /// The offer the consumer wants: its token comes with a success.
     pub offer_id: Option<Uuid>,
     /// The request's Idempotency-Key and body fingerprint.
@@ -228,79 +232,149 @@ pub async fn verify(
     origin: &Origin<'_>,
     request: &Request,
 ) -> Result<Answer<Verification>, VerifyError> {
-    let identity = check(community, request).map_err(VerifyError::Invalid)?;
-    let mut subjects: Vec<(LimitSubject, [u8; 16])> = indexer.identity_subjects(&identity);
-    let address = origin.client_address.to_canonical().to_string();
-    subjects.push((
-        LimitSubject::ClientAddress,
-        indexer.index("limit:address", &[&address]),
-    ));
-    subjects.push((
-        LimitSubject::ApiKey,
-        indexer.index("limit:api-key", &[origin.api_key_id]),
-    ));
-    let struck: Vec<Subject> = subjects
-        .iter()
-        .map(|(kind, subject)| Subject {
-            key: subject.to_vec(),
-            limit: limits.of(*kind),
-            exact: kind.is_identity(),
-        })
-        .collect();
-    let customer_ref_ix = request
-        .customer_ref
-        .as_deref()
-        .map(|r| indexer.index("customer-ref", &[r]).to_vec());
-    let keys = indexer.match_keys(&identity);
-    let claimed_person = indexer.person_key(&identity).map(|k| k.to_vec());
-    let today = OffsetDateTime::now_utc().date();
-    let periods = Periods {
-        subsegments: community.subsegments.clone(),
-        days: community
-            .subsegments
-            .iter()
-            .map(|s| community.reverify_days(Some(s)))
-            .collect(),
-        default_days: community.reverify_days(None),
-    };
-    let signer = match request.offer_id {
-        Some(_) => Some(ring.signer().await?),
-        None => None,
-    };
-    let call = VerifyCall {
-        api_key_id: origin.api_key_id,
-        idempotency_key: request.idempotency.as_ref().map(|k| k.key.as_str()),
-        request_hash: request
-            .idempotency
-            .as_ref()
-            .map(|k| k.fingerprint.as_slice())
-            .unwrap_or_default(),
-        attempt_id: Uuid::now_v7(),
-        community: &community.key,
-        subsegment: request.subsegment.as_deref(),
-        keys: &keys,
-        subjects: &struck,
-        window_secs: limits.window.as_secs_f64(),
-        backoff: [
-            limits.backoff.lookback.as_secs_f64(),
-            f64::from(limits.backoff.free_failures),
-            limits.backoff.base.as_secs_f64(),
-            limits.backoff.max.as_secs_f64(),
-        ],
-        age_ok: community.admits_age(identity.birth_date, today),
-        age_gated: community.min_age.is_some(),
-        claimed_person: claimed_person.as_deref(),
-        customer_ref_ix: customer_ref_ix.as_deref(),
-        periods: &periods,
-        offer: match (request.offer_id, &signer) {
-            (Some(offer), Some(signer)) => Some((offer, new_token_id(), signer.kid())),
-            _ => None,
-        },
-        place_secret: &indexer.place_secret(),
-        canon_version: CANON_VERSION,
-    };
+    let prepared = Prepared::new(ring, indexer, limits, community, origin, request).await?;
+    let call = prepared.call(limits, community, origin, request);
     let row = past_key_races(|| verifications::verify(db, &call)).await?;
     faults::point("verify.after_commit");
+    answer(ring, &call, row).await
+}
+
+/// `verify`, as one statement of the caller's transaction, so that what
+/// the caller writes beside it (a hosted session's outcome) commits with
+/// the attempt. Without an Idempotency-Key: the caller's own row lock
+/// orders its attempts.
+pub async fn verify_in(
+    conn: &mut sqlx::PgConnection,
+    ring: &KeyRing,
+    indexer: &BlindIndexer,
+    limits: &Limits,
+    community: &Community,
+    origin: &Origin<'_>,
+    request: &Request,
+) -> Result<Verification, VerifyError> {
+    let prepared = Prepared::new(ring, indexer, limits, community, origin, request).await?;
+    let call = prepared.call(limits, community, origin, request);
+    let row = verifications::verify(conn, &call).await?;
+    Ok(answer(ring, &call, row).await?.value)
+}
+
+/// What one attempt sends to the database, worked out beforehand.
+struct Prepared {
+    subjects: Vec<Subject>,
+    customer_ref_ix: Option<Vec<u8>>,
+    keys: MatchKeys,
+    claimed_person: Option<Vec<u8>>,
+    periods: Periods,
+    age_ok: bool,
+    signer: Option<std::sync::Arc<crate::signing::ActiveKey>>,
+    place_secret: [u8; 32],
+}
+
+impl Prepared {
+    async fn new(
+        ring: &KeyRing,
+        indexer: &BlindIndexer,
+        limits: &Limits,
+        community: &Community,
+        origin: &Origin<'_>,
+        request: &Request,
+    ) -> Result<Self, VerifyError> {
+        let identity = check(community, request).map_err(VerifyError::Invalid)?;
+        let mut subjects: Vec<(LimitSubject, [u8; 16])> = indexer.identity_subjects(&identity);
+        let address = origin.client_address.to_canonical().to_string();
+        subjects.push((
+            LimitSubject::ClientAddress,
+            indexer.index("limit:address", &[&address]),
+        ));
+        subjects.push((
+            LimitSubject::ApiKey,
+            indexer.index("limit:api-key", &[origin.api_key_id]),
+        ));
+        let subjects = subjects
+            .iter()
+            .map(|(kind, subject)| Subject {
+                key: subject.to_vec(),
+                limit: limits.of(*kind),
+                exact: kind.is_identity(),
+            })
+            .collect();
+        let customer_ref_ix = match (&request.customer_ref, request.customer_ref_ix) {
+            (Some(given), _) => Some(indexer.index("customer-ref", &[given]).to_vec()),
+            (None, indexed) => indexed.map(|ix| ix.to_vec()),
+        };
+        let today = OffsetDateTime::now_utc().date();
+        let signer = match request.offer_id {
+            Some(_) => Some(ring.signer().await?),
+            None => None,
+        };
+        Ok(Prepared {
+            subjects,
+            customer_ref_ix,
+            keys: indexer.match_keys(&identity),
+            claimed_person: indexer.person_key(&identity).map(|k| k.to_vec()),
+            periods: Periods {
+                subsegments: community.subsegments.clone(),
+                days: community
+                    .subsegments
+                    .iter()
+                    .map(|s| community.reverify_days(Some(s)))
+                    .collect(),
+                default_days: community.reverify_days(None),
+            },
+            age_ok: community.admits_age(identity.birth_date, today),
+            signer,
+            place_secret: indexer.place_secret(),
+        })
+    }
+
+    fn call<'a>(
+        &'a self,
+        limits: &Limits,
+        community: &'a Community,
+        origin: &Origin<'a>,
+        request: &'a Request,
+    ) -> VerifyCall<'a> {
+        VerifyCall {
+            api_key_id: origin.api_key_id,
+            idempotency_key: request.idempotency.as_ref().map(|k| k.key.as_str()),
+            request_hash: request
+                .idempotency
+                .as_ref()
+                .map(|k| k.fingerprint.as_slice())
+                .unwrap_or_default(),
+            attempt_id: Uuid::now_v7(),
+            community: &community.key,
+            subsegment: request.subsegment.as_deref(),
+            keys: &self.keys,
+            subjects: &self.subjects,
+            window_secs: limits.window.as_secs_f64(),
+            backoff: [
+                limits.backoff.lookback.as_secs_f64(),
+                f64::from(limits.backoff.free_failures),
+                limits.backoff.base.as_secs_f64(),
+                limits.backoff.max.as_secs_f64(),
+            ],
+            age_ok: self.age_ok,
+            age_gated: community.min_age.is_some(),
+            claimed_person: self.claimed_person.as_deref(),
+            customer_ref_ix: self.customer_ref_ix.as_deref(),
+            periods: &self.periods,
+            offer: match (request.offer_id, &self.signer) {
+                (Some(offer), Some(signer)) => Some((offer, new_token_id(), signer.kid())),
+                _ => None,
+            },
+            place_secret: &self.place_secret,
+            canon_version: CANON_VERSION,
+        }
+    }
+}
+
+/// The answer a `verify_consumer` row gives.
+async fn answer(
+    ring: &KeyRing,
+    call: &VerifyCall<'_>,
+    row: verifications::VerifyRow,
+) -> Result<Answer<Verification>, VerifyError> {
     if row.replayed && row.request_hash != call.request_hash {
         return Err(VerifyError::KeyReused);
     }

@@ -94,8 +94,10 @@ impl Browser {
         });
         // Headless Chromium keeps its window at least 500 px wide whatever
         // --window-size says; the phone's viewport comes from emulation.
+        // Without touch: chromedriver's taps wait on page timers, which
+        // never fire where the page may not run JavaScript.
         options["mobileEmulation"] = json!({
-            "deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0, "mobile": false}
+            "deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0, "mobile": false, "touch": false}
         });
         if !javascript {
             options["prefs"] = json!({"profile.managed_default_content_settings.javascript": 2});
@@ -129,20 +131,29 @@ impl Drop for Browser {
         // runs inside the test's runtime: the request goes from a thread and
         // a runtime of its own.
         let session = self.session.url().to_owned();
-        let _ = std::thread::spawn(move || {
+        let quit = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let _ = reqwest::Client::new()
+                reqwest::Client::new()
                     .delete(session)
                     .timeout(Duration::from_secs(30))
                     .send()
-                    .await;
-            });
+                    .await
+                    .is_ok_and(|response| response.status().is_success())
+            })
         })
-        .join();
+        .join()
+        .unwrap_or(false);
+        // A browser that would not quit (a command still hanging in it) is
+        // killed, so no test leaves one behind.
+        if let (false, Some(pid)) = (quit, self.session.browser_pid()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 }
 

@@ -26,6 +26,7 @@ pub mod keys {
 pub struct Session {
     http: reqwest::Client,
     base: String,
+    browser_pid: Option<u32>,
 }
 
 /// A reference to an element of the current page.
@@ -52,12 +53,20 @@ impl Session {
         Ok(Session {
             http,
             base: format!("{webdriver}/session/{id}"),
+            browser_pid: answer["capabilities"]["goog:processID"]
+                .as_u64()
+                .and_then(|pid| u32::try_from(pid).ok()),
         })
     }
 
     /// The session's address on its WebDriver server.
     pub fn url(&self) -> &str {
         &self.base
+    }
+
+    /// The browser's own process, where the server tells it.
+    pub fn browser_pid(&self) -> Option<u32> {
+        self.browser_pid
     }
 
     async fn command(
@@ -79,13 +88,6 @@ impl Session {
         self.command(reqwest::Method::GET, path, None)
             .await
             .unwrap_or_else(|error| panic!("GET {path}: {error}"))
-    }
-
-    /// Ends the session (the browser quits).
-    pub async fn quit(&self) -> Result<(), String> {
-        self.command(reqwest::Method::DELETE, "", None)
-            .await
-            .map(|_| ())
     }
 
     /// How long an asynchronous script may take before the command fails.
@@ -127,18 +129,20 @@ impl Session {
     pub async fn element_by(&self, css: &str) -> Element {
         match self.find(css).await {
             Some(element) => element,
-            None => panic!("no element matches {css} on {}", self.current_url().await),
+            None => panic!(
+                "no element matches {css} on {}, which reads:\n{}",
+                self.current_url().await,
+                self.page_text().await
+            ),
         }
     }
 
-    pub async fn find_all(&self, css: &str) -> Vec<Element> {
-        self.post("/elements", json!({"using": "css selector", "value": css}))
-            .await
-            .as_array()
-            .expect("a list of elements")
-            .iter()
-            .map(|value| self.element(value))
-            .collect()
+    /// The page's text as a reader sees it, for failure messages.
+    async fn page_text(&self) -> String {
+        match Box::pin(self.find("body")).await {
+            Some(body) => body.text().await,
+            None => String::new(),
+        }
     }
 
     /// The element that has the focus (the body when none has).
@@ -208,24 +212,51 @@ impl Session {
     {
         let deadline = Instant::now() + limit;
         while !condition(self.clone()).await {
-            assert!(
-                Instant::now() < deadline,
-                "waited {limit:?} for {what}; the page is {}",
-                self.current_url().await
-            );
+            if Instant::now() >= deadline {
+                panic!(
+                    "waited {limit:?} for {what}; the page is {} and reads:\n{}",
+                    self.current_url().await,
+                    self.page_text().await
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
 
 impl Element {
-    pub fn reference(&self) -> Value {
-        json!({ ELEMENT_KEY: self.id })
-    }
-
     pub async fn click(&self) {
         self.session
             .post(&format!("/element/{}/click", self.id), json!({}))
+            .await;
+    }
+
+    /// Whether the element is gone from the page, as when the page it was
+    /// on has been left.
+    pub async fn is_stale(&self) -> bool {
+        match self
+            .session
+            .command(
+                reqwest::Method::GET,
+                &format!("/element/{}/name", self.id),
+                None,
+            )
+            .await
+        {
+            Ok(_) => false,
+            // Mid-navigation chromedriver may also say the node has left
+            // the document.
+            Err(error) => {
+                error.starts_with("stale element reference")
+                    || error.contains("does not belong to the document")
+            }
+        }
+    }
+
+    /// Empties an input.
+    pub async fn clear(&self) {
+        self.session
+            .post(&format!("/element/{}/clear", self.id), json!({}))
             .await;
     }
 
@@ -260,15 +291,6 @@ impl Element {
             .as_str()
             .expect("text is a string")
             .to_owned()
-    }
-
-    pub async fn tag_name(&self) -> String {
-        self.session
-            .get(&format!("/element/{}/name", self.id))
-            .await
-            .as_str()
-            .expect("the tag name is a string")
-            .to_lowercase()
     }
 }
 

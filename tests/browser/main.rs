@@ -9,6 +9,8 @@
 #[path = "../api/helpers.rs"]
 mod helpers;
 
+mod checkout;
+mod flows;
 mod harness;
 mod shop;
 mod smoke;

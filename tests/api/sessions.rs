@@ -735,3 +735,35 @@ async fn the_shoppers_own_address_feeds_the_rate_limits() {
         "another shopper is not held back"
     );
 }
+
+#[tokio::test]
+async fn sessions_long_expired_are_swept_and_recent_ones_kept() {
+    let app = app().await;
+    let checkout = app.key(Role::Checkout).await;
+    for _ in 0..3 {
+        created(
+            &app,
+            &checkout,
+            json!({"community": "student", "return_url": SHOP}),
+        )
+        .await;
+    }
+    sqlx::query(
+        "UPDATE verification_sessions SET expires_at = now() - interval '8 days'
+         WHERE id IN (SELECT id FROM verification_sessions ORDER BY id LIMIT 2)",
+    )
+    .execute(&app.db)
+    .await
+    .expect("aged");
+    let settings = crate::helpers::settings_from(HashMap::new()).expect("settings");
+    let pruned = offergate::usecases::prune::sweep(&app.db, &settings.retention)
+        .await
+        .expect("sweep")
+        .expect("no other sweep");
+    assert_eq!(pruned.sessions, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_sessions")
+            .await,
+        1
+    );
+}

@@ -128,7 +128,9 @@ pub async fn create(
             format!("at most {CUSTOMER_REF_MAX_CHARS} characters"),
         ));
     }
-    let return_url = ReturnUrl::parse(request.return_url, &rules.return_origins)
+    let mut allowed = rules.return_origins.clone();
+    allowed.extend(crate::store::api_keys::return_origins(db, api_key_id).await?);
+    let return_url = ReturnUrl::parse(request.return_url, &allowed)
         .map_err(|e| errors.push(e))
         .ok();
     let Some(return_url) = return_url.filter(|_| errors.is_empty()) else {

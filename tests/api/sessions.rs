@@ -767,3 +767,57 @@ async fn sessions_long_expired_are_swept_and_recent_ones_kept() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_checkout_key_may_bring_return_origins_of_its_own() {
+    let app = app().await;
+    let admin = app.key(Role::Admin).await;
+    let own = "https://other-shop.test";
+    let created_key: Value = app
+        .post_json(
+            &admin,
+            "/v1/api-keys",
+            json!({"role": "checkout", "return_origins": [own]}),
+        )
+        .await
+        .json()
+        .await
+        .expect("key");
+    assert_eq!(created_key["return_origins"], json!([own]));
+    let key = created_key["key"].as_str().expect("key");
+    let session = create(
+        &app,
+        key,
+        json!({"community": "student", "return_url": format!("{own}/back")}),
+    )
+    .await;
+    assert_eq!(session.status(), 201);
+    let plain = app.key(Role::Checkout).await;
+    let refused = create(
+        &app,
+        &plain,
+        json!({"community": "student", "return_url": format!("{own}/back")}),
+    )
+    .await;
+    assert_problem(refused, 422, "validation_failed").await;
+    for (role, origins) in [
+        ("partner", json!([own])),
+        ("checkout", json!(["https://x.test/path"])),
+        ("admin", json!([own])),
+    ] {
+        let mut body = json!({"role": role, "return_origins": origins});
+        if role == "partner" {
+            let partner = offergate::store::partners::insert(&app.db, "P")
+                .await
+                .expect("partner");
+            body["partner_id"] = json!(partner.id);
+        }
+        let problem = assert_problem(
+            app.post_json(&admin, "/v1/api-keys", body).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], "return_origins");
+    }
+}

@@ -821,3 +821,70 @@ async fn a_checkout_key_may_bring_return_origins_of_its_own() {
         assert_eq!(problem["errors"][0]["field"], "return_origins");
     }
 }
+
+#[tokio::test]
+async fn the_brand_comes_from_the_settings_and_its_logo_from_the_pages_own_origin() {
+    let logo = std::env::temp_dir().join(format!("offergate-logo-{}.svg", uuid::Uuid::new_v4()));
+    let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" fill="#0b6e4f"/></svg>"##;
+    std::fs::write(&logo, svg).expect("logo written");
+    let path = logo.to_string_lossy().into_owned();
+    let app = spawn_app_with(move |s| {
+        s.hosted.return_origins = vec![SHOP.into()];
+        s.hosted.brand_name = "Skyways".into();
+        s.hosted.brand_colour = "#0b6e4f".into();
+        s.hosted.logo_file = path;
+    })
+    .await;
+    let checkout = app.key(Role::Checkout).await;
+    let session = created(
+        &app,
+        &checkout,
+        json!({"community": "nurse", "locale": "en", "return_url": SHOP}),
+    )
+    .await;
+    let page = Shopper::new(session["url"].as_str().expect("url"))
+        .open("")
+        .await;
+    assert!(
+        page.body
+            .contains("<img src=\"/assets/logo\" alt=\"Skyways\"")
+    );
+    assert!(page.body.contains("I agree that Skyways may check"));
+    assert!(
+        page.body.contains("name=\"license_number\"") && page.body.contains("name=\"family_name\"")
+    );
+    assert!(
+        !page.body.contains("name=\"given_name\""),
+        "nurses give a licence and a last name only"
+    );
+    let served = app.get("/assets/logo").await;
+    assert_eq!(served.headers()["content-type"], "image/svg+xml");
+    assert!(
+        served.headers()["content-security-policy"]
+            .to_str()
+            .expect("policy")
+            .starts_with("default-src 'none'")
+    );
+    assert_eq!(served.text().await.expect("svg"), svg);
+    let css = app
+        .get("/assets/verify.css")
+        .await
+        .text()
+        .await
+        .expect("css");
+    assert!(css.contains("--brand: #0b6e4f"));
+    let _ = std::fs::remove_file(&logo);
+
+    let too_light = crate::helpers::settings_from(HashMap::from([(
+        "OFFERGATE_HOSTED__BRAND_COLOUR".to_owned(),
+        "#ffcc00".to_owned(),
+    )]));
+    let refused = too_light
+        .err()
+        .expect("a colour white text cannot be read on")
+        .to_string();
+    assert!(
+        refused.contains("hosted.brand_colour") && refused.contains("4.5"),
+        "{refused}"
+    );
+}

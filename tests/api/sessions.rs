@@ -880,8 +880,7 @@ async fn the_brand_comes_from_the_settings_and_its_logo_from_the_pages_own_origi
         "#ffcc00".to_owned(),
     )]));
     let refused = too_light
-        .err()
-        .expect("a colour white text cannot be read on")
+        .expect_err("a colour white text cannot be read on")
         .to_string();
     assert!(
         refused.contains("hosted.brand_colour") && refused.contains("4.5"),

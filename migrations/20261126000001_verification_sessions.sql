@@ -39,3 +39,6 @@ CREATE TABLE verification_sessions (
         CHECK (attempts <= max_attempts)
 );
 CREATE INDEX verification_sessions_expiry ON verification_sessions (expires_at);
+
+-- Origins a checkout key's sessions may return to, beside the settings'.
+ALTER TABLE api_keys ADD COLUMN return_origins text[] NOT NULL DEFAULT '{}';

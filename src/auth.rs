@@ -384,6 +384,8 @@ pub enum CreateKeyError {
     PartnerNotAllowed,
     #[error("no partner has this id")]
     UnknownPartner,
+    #[error("{0}")]
+    ReturnOrigins(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("hashing the new key failed: {0}")]
@@ -398,6 +400,36 @@ pub async fn create_key(
     partner_id: Option<Uuid>,
     name: &str,
 ) -> Result<(ApiKey, KeyRecord), CreateKeyError> {
+    create_key_with_origins(db, role, partner_id, name, &[]).await
+}
+
+/// The most return origins one key may name.
+pub const RETURN_ORIGINS_MAX: usize = 20;
+
+/// `create_key`, for a checkout key whose verification sessions may also
+/// return to `return_origins` (`scheme://host[:port]` each).
+pub async fn create_key_with_origins(
+    db: &PgPool,
+    role: Role,
+    partner_id: Option<Uuid>,
+    name: &str,
+    return_origins: &[String],
+) -> Result<(ApiKey, KeyRecord), CreateKeyError> {
+    if !return_origins.is_empty() && role != Role::Checkout {
+        return Err(CreateKeyError::ReturnOrigins(
+            "only checkout keys create verification sessions".into(),
+        ));
+    }
+    if return_origins.len() > RETURN_ORIGINS_MAX {
+        return Err(CreateKeyError::ReturnOrigins(format!(
+            "at most {RETURN_ORIGINS_MAX} origins"
+        )));
+    }
+    let return_origins = return_origins
+        .iter()
+        .map(|o| crate::domain::session::parse_origin(o))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CreateKeyError::ReturnOrigins)?;
     match (role, partner_id) {
         (Role::Partner, None) => return Err(CreateKeyError::PartnerRequired),
         (Role::Admin | Role::Checkout, Some(_)) => return Err(CreateKeyError::PartnerNotAllowed),
@@ -424,6 +456,7 @@ pub async fn create_key(
             role,
             partner_id,
             secret_hash: &secret_hash,
+            return_origins: &return_origins,
         },
     )
     .await?;

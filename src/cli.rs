@@ -83,6 +83,10 @@ enum KeysCommand {
         /// A label for people, e.g. "web checkout".
         #[arg(long, default_value = "")]
         name: String,
+        /// For a checkout key: an origin its verification sessions may
+        /// return to (`https://shop.example`); repeat for several.
+        #[arg(long = "return-origin")]
+        return_origins: Vec<String>,
     },
     /// List keys (never their secrets).
     List,
@@ -226,8 +230,11 @@ async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
             role,
             partner,
             name,
+            return_origins,
         } => {
-            let (key, record) = auth::create_key(&pool, role, partner, name.trim()).await?;
+            let (key, record) =
+                auth::create_key_with_origins(&pool, role, partner, name.trim(), &return_origins)
+                    .await?;
             eprintln!("created {} key {} (shown once)", record.role, record.id);
             println!("{}", key.expose());
         }

@@ -82,6 +82,9 @@ pub struct RetentionSettings {
     /// Tokens past their expiry that hold nothing (expired unused, revoked),
     /// counted from the expiry.
     pub expired_tokens_secs: u64,
+    /// Hosted verification sessions, counted from their link's expiry.
+    #[serde(default = "week_secs")]
+    pub sessions_secs: u64,
 }
 
 impl RetentionSettings {
@@ -116,6 +119,7 @@ impl RetentionSettings {
             self.attempts_secs,
             self.idempotency_keys_secs,
             self.expired_tokens_secs,
+            self.sessions_secs,
         ]
         .iter()
         .any(|secs| *secs == 0 || *secs > 100 * 365 * 86_400)
@@ -124,6 +128,10 @@ impl RetentionSettings {
         }
         Ok(())
     }
+}
+
+fn week_secs() -> u64 {
+    7 * 86_400
 }
 
 #[derive(Debug, Clone, Deserialize)]

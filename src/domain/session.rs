@@ -96,7 +96,8 @@ impl ReturnUrl {
         let origin = url.origin().ascii_serialization();
         if !allowed_origins.contains(&origin) {
             return Err(invalid(&format!(
-                "the origin {origin} is not allowed (hosted.return_origins)"
+                "the origin {origin} is not allowed (hosted.return_origins, or the key's \
+                 return_origins)"
             )));
         }
         Ok(ReturnUrl(url))

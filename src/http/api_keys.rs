@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::json::Json;
 use super::problem::{ApiError, Problem};
-use crate::auth::create_key;
+use crate::auth::create_key_with_origins;
 use crate::domain::api_key::{KeyId, Role};
 use crate::store::api_keys::{self, KeyRecord};
 
@@ -36,6 +36,9 @@ pub struct KeyView {
     created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     revoked_at: Option<OffsetDateTime>,
+    /// A checkout key's own origins its verification sessions may return
+    /// to, beside `hosted.return_origins`.
+    return_origins: Vec<String>,
 }
 
 impl From<KeyRecord> for KeyView {
@@ -47,6 +50,7 @@ impl From<KeyRecord> for KeyView {
             partner_id: record.partner_id,
             created_at: record.created_at,
             revoked_at: record.revoked_at,
+            return_origins: record.return_origins,
         }
     }
 }
@@ -61,6 +65,11 @@ pub struct CreateKey {
     #[serde(default)]
     #[schema(max_length = 200)]
     name: String,
+    /// For a checkout key: origins (`https://shop.example`) its
+    /// verification sessions may return to, beside the settings' own.
+    #[serde(default)]
+    #[schema(max_items = 20, example = json!(["https://shop.example"]))]
+    return_origins: Vec<String>,
 }
 
 /// A new key: `key` is shown this once and cannot be recovered.
@@ -109,7 +118,14 @@ async fn create(
             format!("at most {NAME_MAX_CHARS} characters"),
         ));
     }
-    let (key, record) = create_key(&state.db, body.role.into(), body.partner_id, name).await?;
+    let (key, record) = create_key_with_origins(
+        &state.db,
+        body.role.into(),
+        body.partner_id,
+        name,
+        &body.return_origins,
+    )
+    .await?;
     state.keys.remember_new(&record.id).await;
     tracing::info!(key_id = %record.id, role = %record.role, "API key created");
     Ok((

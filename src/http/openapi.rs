@@ -46,6 +46,7 @@ const PROBLEM_TYPES: &[(u16, &str, &[&str])] = &[
             "already_reversed",
             "already_confirmed",
             "redemption_reversed",
+            "session_closed",
         ],
     ),
     (410, "The token has expired.", &["token_expired"]),

@@ -343,6 +343,9 @@ impl From<CreateKeyError> for ApiError {
             CreateKeyError::PartnerRequired
             | CreateKeyError::PartnerNotAllowed
             | CreateKeyError::UnknownPartner => ApiError::invalid("partner_id", error.to_string()),
+            CreateKeyError::ReturnOrigins(_) => {
+                ApiError::invalid("return_origins", error.to_string())
+            }
             CreateKeyError::Database(e) => ApiError::Internal(e.into()),
             CreateKeyError::Hashing(e) => ApiError::Internal(anyhow::anyhow!(e)),
         }

@@ -13,6 +13,9 @@ pub struct KeyRecord {
     pub partner_id: Option<Uuid>,
     pub created_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
+    /// Origins a checkout key's verification sessions may return to, beside
+    /// those in the settings.
+    pub return_origins: Vec<String>,
 }
 
 /// What authentication needs of a key.
@@ -43,6 +46,7 @@ impl FromRow<'_, PgRow> for KeyRecord {
             partner_id: row.try_get("partner_id")?,
             created_at: row.try_get("created_at")?,
             revoked_at: row.try_get("revoked_at")?,
+            return_origins: row.try_get("return_origins")?,
         })
     }
 }
@@ -64,26 +68,28 @@ pub struct NewKey<'a> {
     pub role: Role,
     pub partner_id: Option<Uuid>,
     pub secret_hash: &'a str,
+    pub return_origins: &'a [String],
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, key: NewKey<'_>) -> Result<KeyRecord, sqlx::Error> {
     sqlx::query_as(
-        "INSERT INTO api_keys (id, name, role, partner_id, secret_hash)
-         VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, name, role, partner_id, created_at, revoked_at",
+        "INSERT INTO api_keys (id, name, role, partner_id, secret_hash, return_origins)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, name, role, partner_id, created_at, revoked_at, return_origins",
     )
     .bind(key.id.as_str())
     .bind(key.name)
     .bind(key.role.as_str())
     .bind(key.partner_id)
     .bind(key.secret_hash)
+    .bind(key.return_origins)
     .fetch_one(db)
     .await
 }
 
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<KeyRecord>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, name, role, partner_id, created_at, revoked_at
+        "SELECT id, name, role, partner_id, created_at, revoked_at, return_origins
          FROM api_keys ORDER BY created_at, id",
     )
     .fetch_all(db)
@@ -103,12 +109,22 @@ pub async fn credentials(
     .await
 }
 
+/// The origins a key's verification sessions may return to.
+pub async fn return_origins(db: impl PgExecutor<'_>, id: &str) -> Result<Vec<String>, sqlx::Error> {
+    let origins: Option<Vec<String>> =
+        sqlx::query_scalar("SELECT return_origins FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    Ok(origins.unwrap_or_default())
+}
+
 /// Revokes a key; revoking it again keeps the first revocation time.
 pub async fn revoke(db: impl PgExecutor<'_>, id: &KeyId) -> Result<Option<KeyRecord>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
          WHERE id = $1
-         RETURNING id, name, role, partner_id, created_at, revoked_at",
+         RETURNING id, name, role, partner_id, created_at, revoked_at, return_origins",
     )
     .bind(id.as_str())
     .fetch_optional(db)

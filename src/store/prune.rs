@@ -61,6 +61,26 @@ pub async fn attempts(
     .map(|done| done.rows_affected())
 }
 
+/// Hosted verification sessions whose link expired longer ago than
+/// `older_than_secs`.
+pub async fn sessions(
+    conn: &mut PgConnection,
+    older_than_secs: f64,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM verification_sessions WHERE id = ANY (ARRAY(
+             SELECT id FROM verification_sessions
+             WHERE expires_at < now() - make_interval(secs => $1)
+             LIMIT $2 FOR UPDATE SKIP LOCKED))",
+    )
+    .bind(older_than_secs)
+    .bind(batch)
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected())
+}
+
 /// Idempotency keys (with the answers they hold) older than
 /// `older_than_secs`.
 pub async fn idempotency_keys(

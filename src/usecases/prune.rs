@@ -41,6 +41,7 @@ pub struct Pruned {
     pub places_reclaimed: u64,
     /// Tokens of offers long ended that let go of their place key.
     pub place_keys: u64,
+    pub sessions: u64,
 }
 
 fn secs(duration: Duration) -> f64 {
@@ -121,6 +122,10 @@ async fn sweep_locked(
     let attempts = secs(Duration::from_secs(retention.attempts_secs));
     pruned.attempts = in_batches!(batch, prune::attempts(conn, attempts, batch).await?);
     count("verification_attempts", pruned.attempts);
+
+    let sessions = secs(Duration::from_secs(retention.sessions_secs));
+    pruned.sessions = in_batches!(batch, prune::sessions(conn, sessions, batch).await?);
+    count("verification_sessions", pruned.sessions);
     Ok(pruned)
 }
 

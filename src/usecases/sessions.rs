@@ -128,7 +128,9 @@ pub async fn create(
             format!("at most {CUSTOMER_REF_MAX_CHARS} characters"),
         ));
     }
-    let return_url = ReturnUrl::parse(request.return_url, &rules.return_origins)
+    let mut allowed = rules.return_origins.clone();
+    allowed.extend(crate::store::api_keys::return_origins(db, api_key_id).await?);
+    let return_url = ReturnUrl::parse(request.return_url, &allowed)
         .map_err(|e| errors.push(e))
         .ok();
     let Some(return_url) = return_url.filter(|_| errors.is_empty()) else {
@@ -277,9 +279,10 @@ pub enum Submitted {
     Unknown,
 }
 
-/// An attempt on the page. The session row is locked first, so attempts
-/// from several tabs or processes go one at a time: the bound on attempts
-/// holds and a session verifies (and issues its token) once.
+/// An attempt on the page. Its checks and blind indexes are worked out
+/// first; then the session row is locked, so attempts from several tabs or
+/// processes go one at a time: the bound on attempts holds and a session
+/// verifies (and issues its token) once.
 pub async fn submit(
     db: &sqlx::PgPool,
     ring: &KeyRing,
@@ -287,9 +290,10 @@ pub async fn submit(
     limits: &Limits,
     attempt: Attempt<'_>,
 ) -> Result<Submitted, VerifyError> {
-    let mut tx = db.begin().await?;
-    let Some(session) = sessions::lock_by_secret(&mut tx, &secret_hash(attempt.secret)).await?
-    else {
+    let hash = secret_hash(attempt.secret);
+    // What an attempt needs of its session never changes once created; its
+    // status is read again under the lock.
+    let Some(session) = sessions::by_secret(db, &hash).await? else {
         return Ok(Submitted::Unknown);
     };
     if Status::of(&session) != Status::Open {
@@ -311,10 +315,23 @@ pub async fn submit(
         api_key_id: &session.api_key_id,
         client_address: attempt.client_address,
     };
+    let prepared =
+        match verify::prepare(ring, indexer, limits, attempt.community, &origin, &request).await {
+            Ok(prepared) => prepared,
+            Err(VerifyError::Invalid(errors)) => return Ok(Submitted::Invalid(errors)),
+            Err(other) => return Err(other),
+        };
+    let mut tx = db.begin().await?;
+    let Some(locked) = sessions::lock_by_secret(&mut tx, &hash).await? else {
+        return Ok(Submitted::Unknown);
+    };
+    if Status::of(&locked) != Status::Open {
+        return Ok(Submitted::Closed(locked));
+    }
     let verification = match verify::verify_in(
         &mut tx,
         ring,
-        indexer,
+        &prepared,
         limits,
         attempt.community,
         &origin,
@@ -323,7 +340,6 @@ pub async fn submit(
     .await
     {
         Ok(verification) => verification,
-        Err(VerifyError::Invalid(errors)) => return Ok(Submitted::Invalid(errors)),
         Err(VerifyError::RateLimited { retry_after_secs }) => {
             return Ok(Submitted::RateLimited { retry_after_secs });
         }

@@ -239,6 +239,19 @@ pub async fn verify(
     answer(ring, &call, row).await
 }
 
+/// Works out what an attempt sends to the database (its checks, blind
+/// indexes and signing key), before any transaction is open.
+pub async fn prepare(
+    ring: &KeyRing,
+    indexer: &BlindIndexer,
+    limits: &Limits,
+    community: &Community,
+    origin: &Origin<'_>,
+    request: &Request,
+) -> Result<Prepared, VerifyError> {
+    Prepared::new(ring, indexer, limits, community, origin, request).await
+}
+
 /// `verify`, as one statement of the caller's transaction, so that what
 /// the caller writes beside it (a hosted session's outcome) commits with
 /// the attempt. Without an Idempotency-Key: the caller's own row lock
@@ -246,20 +259,19 @@ pub async fn verify(
 pub async fn verify_in(
     conn: &mut sqlx::PgConnection,
     ring: &KeyRing,
-    indexer: &BlindIndexer,
+    prepared: &Prepared,
     limits: &Limits,
     community: &Community,
     origin: &Origin<'_>,
     request: &Request,
 ) -> Result<Verification, VerifyError> {
-    let prepared = Prepared::new(ring, indexer, limits, community, origin, request).await?;
     let call = prepared.call(limits, community, origin, request);
     let row = verifications::verify(conn, &call).await?;
     Ok(answer(ring, &call, row).await?.value)
 }
 
 /// What one attempt sends to the database, worked out beforehand.
-struct Prepared {
+pub struct Prepared {
     subjects: Vec<Subject>,
     customer_ref_ix: Option<Vec<u8>>,
     keys: MatchKeys,

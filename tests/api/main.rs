@@ -20,6 +20,7 @@ mod problems;
 mod processes;
 mod redemptions;
 mod retention;
+mod sessions;
 mod settings;
 mod shutdown;
 mod signing_keys;

@@ -190,6 +190,14 @@ pub async fn submit(browser: &Session) {
             async move { button.is_stale().await }
         })
         .await;
+    // The page's answer to a form it takes for a forged one: fail at once,
+    // with the page's words, rather than wait for what will not come.
+    if let Some(refused) = browser.find("#csrf-refused").await {
+        panic!(
+            "the page refused the form from its own origin as forged: {:?}",
+            refused.text().await
+        );
+    }
 }
 
 /// Waits until the page shows the element `css`.

@@ -117,9 +117,12 @@ impl Checkout {
         browser
             .wait_until(PATIENCE, "the return to the shop", |page| {
                 let back = back.clone();
-                async move { page.current_url().await == back }
+                async move {
+                    page.current_url().await == back || page.find("#csrf-refused").await.is_some()
+                }
             })
             .await;
+        fail_if_refused_as_forged(browser).await;
         assert_eq!(
             browser.element_by("#shop").await.text().await,
             "Back at the shop"
@@ -190,8 +193,12 @@ pub async fn submit(browser: &Session) {
             async move { button.is_stale().await }
         })
         .await;
-    // The page's answer to a form it takes for a forged one: fail at once,
-    // with the page's words, rather than wait for what will not come.
+    fail_if_refused_as_forged(browser).await;
+}
+
+/// The page's answer to a form it takes for a forged one: fail at once,
+/// with the page's words, rather than wait for what will not come.
+pub async fn fail_if_refused_as_forged(browser: &Session) {
     if let Some(refused) = browser.find("#csrf-refused").await {
         panic!(
             "the page refused the form from its own origin as forged: {:?}",

@@ -331,6 +331,19 @@ impl Settings {
             ));
         }
         if self.profile == Profile::Production {
+            let hosted = &self.hosted;
+            if !hosted.public_url.is_empty() && !hosted.public_url.starts_with("https://") {
+                return Err(SettingsError::Invalid(
+                    "hosted.public_url must be an https origin in production".into(),
+                ));
+            }
+            if hosted.public_url.is_empty() && !hosted.return_origins.is_empty() {
+                return Err(SettingsError::Invalid(
+                    "hosted.return_origins is set but hosted.public_url is not: the page's \
+                     links need the origin shoppers reach it on (https://…)"
+                        .into(),
+                ));
+            }
             let offending = self.development_values_in_use();
             if !offending.is_empty() {
                 return Err(SettingsError::DevelopmentSecrets(offending));

@@ -117,29 +117,42 @@ impl ReturnUrl {
         self.0.origin().ascii_serialization()
     }
 
-    /// The URL with `session_id` added to its query.
+    /// The URL with `session_id` set in its query (one it carried already
+    /// is dropped, so the shop reads only this one).
     pub fn with_session(&self, id: uuid::Uuid) -> String {
         let mut url = self.0.clone();
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(name, _)| name != "session_id")
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
         url.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
             .append_pair("session_id", &id.to_string());
         url.into()
     }
 }
 
-/// An origin as `hosted.return_origins` lists it: `scheme://host[:port]`.
+/// An origin as `hosted.return_origins` lists it: `scheme://host[:port]`,
+/// written the way browsers compare origins (lower-case, IDN as punycode,
+/// a default port dropped).
 pub fn parse_origin(raw: &str) -> Result<String, String> {
-    let url = Url::parse(raw).map_err(|_| format!("`{raw}` is not an origin"))?;
-    let origin = url.origin().ascii_serialization();
-    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
-    if !matches!(url.scheme(), "http" | "https")
-        || !bare
-        || origin.trim_end_matches('/') != raw.trim_end_matches('/')
-    {
-        return Err(format!(
-            "`{raw}` must be an origin: scheme://host[:port], nothing after it"
-        ));
+    let refused = || format!("`{raw}` must be an origin: scheme://host[:port], nothing after it");
+    let url = Url::parse(raw).map_err(|_| refused())?;
+    let bare = url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && !raw.trim_end_matches('/').ends_with(['?', '#']);
+    let host_ok = url
+        .host_str()
+        .is_some_and(|h| !h.is_empty() && !h.contains('*'));
+    if !matches!(url.scheme(), "http" | "https") || !bare || !host_ok {
+        return Err(refused());
     }
-    Ok(origin)
+    Ok(url.origin().ascii_serialization())
 }
 
 /// A brand colour, `#rrggbb`, dark enough for white text on it and for
@@ -207,6 +220,12 @@ mod tests {
             url.with_session(uuid::Uuid::nil())
                 .ends_with("/back?cart=1&session_id=00000000-0000-0000-0000-000000000000")
         );
+        let planted = ReturnUrl::parse("https://shop.example/b?session_id=planted&x=1", &allowed)
+            .expect("allowed");
+        assert_eq!(
+            planted.with_session(uuid::Uuid::nil()),
+            "https://shop.example/b?x=1&session_id=00000000-0000-0000-0000-000000000000"
+        );
         for refused in [
             "https://evil.example/back",
             "http://shop.example/back",
@@ -221,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn origins_are_bare() {
+    fn origins_are_bare_and_written_as_browsers_compare_them() {
         assert_eq!(
             parse_origin("https://shop.example").unwrap(),
             "https://shop.example"
@@ -230,8 +249,23 @@ mod tests {
             parse_origin("http://127.0.0.1:8081/").unwrap(),
             "http://127.0.0.1:8081"
         );
-        assert!(parse_origin("https://shop.example/path").is_err());
-        assert!(parse_origin("ftp://shop.example").is_err());
+        assert_eq!(
+            parse_origin("HTTPS://Shop.Example:443").unwrap(),
+            "https://shop.example"
+        );
+        assert_eq!(
+            parse_origin("https://bücher.example").unwrap(),
+            "https://xn--bcher-kva.example"
+        );
+        for refused in [
+            "https://shop.example/path",
+            "ftp://shop.example",
+            "http://*.shop.example",
+            "https://user@shop.example",
+            "https://shop.example/?",
+        ] {
+            assert!(parse_origin(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

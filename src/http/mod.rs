@@ -112,7 +112,10 @@ impl AppState {
             trusted_proxies: v.trusted_proxies.clone(),
             import_limits: settings.import.limits(),
             webhooks: crate::webhooks::Webhooks::new(settings)?,
-            hosted: page::Hosted::new(&settings.hosted)?,
+            hosted: page::Hosted::new(
+                &settings.hosted,
+                settings.profile == crate::config::Profile::Production,
+            )?,
             communities: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(COMMUNITY_CACHE_TTL)

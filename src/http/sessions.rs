@@ -39,14 +39,33 @@ pub struct CreateSession {
     /// reader receives.
     offer_id: Option<Uuid>,
     /// The page's language; without it, the shopper's browser decides.
-    #[schema(value_type = Option<String>, example = "fr")]
-    locale: Option<String>,
+    locale: Option<LocaleBody>,
     /// Where the shopper goes after the page, with `session_id` added to
     /// its query. Its origin must be one of `hosted.return_origins`.
     #[schema(example = "https://shop.example/verified")]
     return_url: String,
     /// The checkout's own reference for the shopper (kept only as a keyed hash).
     customer_ref: Option<String>,
+}
+
+/// A language of the page.
+#[derive(Deserialize, Serialize, utoipa::ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Locale)]
+pub enum LocaleBody {
+    En,
+    Fr,
+    Ru,
+}
+
+impl From<LocaleBody> for Locale {
+    fn from(locale: LocaleBody) -> Self {
+        match locale {
+            LocaleBody::En => Locale::En,
+            LocaleBody::Fr => Locale::Fr,
+            LocaleBody::Ru => Locale::Ru,
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema, Clone, Copy)]
@@ -164,11 +183,14 @@ async fn create(
     Json(body): Json<CreateSession>,
 ) -> Result<(StatusCode, Json<CreatedSession>), ApiError> {
     let principal = caller.require(&[Role::Checkout])?;
-    let locale = match body.locale.as_deref().map(str::parse::<Locale>) {
-        Some(Err(invalid)) => return Err(ApiError::invalid(invalid.field, invalid.message)),
-        Some(Ok(locale)) => Some(locale),
-        None => None,
-    };
+    let origin = state.hosted.public_origin(&headers).ok_or_else(|| {
+        ApiError::Unavailable(
+            "The hosted page is not set up on this server: its operator must set \
+             hosted.public_url."
+                .into(),
+        )
+    })?;
+    let locale = body.locale.map(Locale::from);
     let community = match body.community.as_deref() {
         Some(key) => state.community(key).await?,
         None => None,
@@ -195,11 +217,7 @@ async fn create(
         &request,
     )
     .await?;
-    let url = format!(
-        "{}/verify/{}",
-        state.hosted.public_origin(&headers),
-        created.secret
-    );
+    let url = format!("{origin}/verify/{}", created.secret);
     Ok((
         StatusCode::CREATED,
         Json(CreatedSession {

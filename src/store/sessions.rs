@@ -31,12 +31,16 @@ pub struct SessionRow {
     pub completed_at: Option<OffsetDateTime>,
     /// Whether `expires_at` has passed, by the database's clock.
     pub expired: bool,
+    /// Whether the key that created it has been revoked since.
+    pub key_revoked: bool,
 }
 
 const SESSION: &str = "id, api_key_id, community, offer_id, subsegment, locale, return_url, \
     customer_ref_ix, status, attempts, max_attempts, verification_id, membership_id, \
     membership_expires_at, verified_community, verified_subsegment, token_id, token_problem, \
-    expires_at, created_at, completed_at, expires_at <= now() AS expired";
+    expires_at, created_at, completed_at, expires_at <= now() AS expired, \
+    coalesce((SELECT k.revoked_at IS NOT NULL FROM api_keys AS k WHERE k.id = api_key_id), true) \
+    AS key_revoked";
 
 pub struct NewSession<'a> {
     pub id: Uuid,

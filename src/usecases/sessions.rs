@@ -190,6 +190,8 @@ impl Status {
             "verified" => Status::Verified,
             "not_verified" => Status::NotVerified,
             "canceled" => Status::Canceled,
+            // A revoked key's sessions stop with it.
+            _ if row.key_revoked => Status::Canceled,
             _ if row.expired => Status::Expired,
             _ => Status::Open,
         }

@@ -406,8 +406,27 @@ async fn a_form_without_its_token_or_cookie_or_from_another_origin_is_refused() 
         0
     );
 
-    // The same browser, from the page: verified.
-    assert_eq!(shopper.post(&ANA).await.status, 303);
+    // The same browser, from the page, with the Origin a browser sends
+    // (its own, or `null` under a strict referrer policy): verified.
+    let mut form: Vec<(&str, String)> = ANA.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    form.push(("csrf", shopper.csrf.clone().expect("csrf")));
+    for (origin, expected) in [("null", 303), (app.address.as_str(), 200)] {
+        let answer = shopper
+            .client
+            .post(url)
+            .header("cookie", shopper.cookie.clone().expect("cookie"))
+            .header("origin", origin)
+            .form(&form)
+            .send()
+            .await
+            .expect("sent");
+        let status = answer.status().as_u16();
+        let body = answer.text().await.expect("body");
+        assert_eq!(status, expected, "Origin {origin}");
+        if expected == 200 {
+            assert!(body.contains("id=\"verified\""), "already verified");
+        }
+    }
 }
 
 #[tokio::test]
@@ -534,7 +553,7 @@ async fn every_page_carries_a_strict_policy_and_loads_only_from_its_origin() {
             "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {SHOP}; frame-ancestors 'none'; base-uri 'none'"
         )
     );
-    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers["referrer-policy"], "same-origin");
     assert_eq!(page.headers["cache-control"], "no-store");
     let cookie = page.headers["set-cookie"].to_str().expect("cookie");
     assert!(
@@ -886,4 +905,176 @@ async fn the_brand_comes_from_the_settings_and_its_logo_from_the_pages_own_origi
         refused.contains("hosted.brand_colour") && refused.contains("4.5"),
         "{refused}"
     );
+}
+
+#[tokio::test]
+async fn a_revoked_keys_sessions_stop_and_odd_dates_and_e_mails_are_named_at_once() {
+    let app = app().await;
+    let admin = app.key(Role::Admin).await;
+    let created_key: Value = app
+        .post_json(&admin, "/v1/api-keys", json!({"role": "checkout"}))
+        .await
+        .json()
+        .await
+        .expect("key");
+    let key = created_key["key"].as_str().expect("key");
+    app.import_roster(&admin).await;
+    let session = created(
+        &app,
+        key,
+        json!({"community": "teacher", "locale": "en", "return_url": SHOP}),
+    )
+    .await;
+    let mut shopper = Shopper::new(session["url"].as_str().expect("url"));
+    shopper.open("").await;
+    let faults = shopper
+        .post(&[
+            ("given_name", "Jean"),
+            ("family_name", "Baptiste"),
+            ("email", "not-an-address"),
+            ("consent", "yes"),
+        ])
+        .await;
+    assert_eq!(faults.status, 422);
+    assert!(
+        faults.body.contains("id=\"email-error\""),
+        "a malformed e-mail is named with the rest"
+    );
+
+    let id = created_key["id"].as_str().expect("id");
+    let revoked = app
+        .client
+        .delete(app.url(&format!("/v1/api-keys/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(revoked.status(), 200);
+    let page = shopper.open("").await;
+    assert_eq!(page.status, 410, "a revoked key's session takes no attempt");
+    assert!(page.body.contains("id=\"canceled\""));
+    let mut teacher: Vec<(&str, &str)> = vec![
+        ("given_name", "Jean"),
+        ("family_name", "Baptiste"),
+        ("email", "j.baptiste@lincoln.k12.us"),
+        ("consent", "yes"),
+    ];
+    assert_eq!(shopper.post(&teacher).await.status, 410);
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_attempts")
+            .await,
+        0
+    );
+
+    // Day 265 of month 259 is no date, however the numbers wrap.
+    let checkout = app.key(Role::Checkout).await;
+    let session = created(
+        &app,
+        &checkout,
+        json!({"community": "student", "return_url": SHOP}),
+    )
+    .await;
+    let mut student = Shopper::new(session["url"].as_str().expect("url"));
+    student.open("").await;
+    let mut wrapped = ANA.to_vec();
+    wrapped[2] = ("birth_day", "265");
+    wrapped[3] = ("birth_month", "259");
+    let refused = student.post(&wrapped).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("id=\"birth_date-error\""));
+    teacher.clear();
+    assert_eq!(
+        app.count("SELECT count(*) FROM verification_attempts")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn in_production_a_session_needs_the_pages_public_url() {
+    let app = spawn_app_with(|s| {
+        s.profile = offergate::config::Profile::Production;
+        s.hosted.return_origins = vec![SHOP.into()];
+    })
+    .await;
+    let checkout = app.key(Role::Checkout).await;
+    let refused = create(
+        &app,
+        &checkout,
+        json!({"community": "student", "return_url": SHOP}),
+    )
+    .await;
+    let problem = assert_problem(refused, 503, "unavailable").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("hosted.public_url")
+    );
+    let spoofed = app
+        .client
+        .post(app.url("/v1/verification-sessions"))
+        .bearer_auth(&checkout)
+        .header("host", "evil.test")
+        .json(&json!({"community": "student", "return_url": SHOP}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        spoofed.status(),
+        503,
+        "no URL is built from a Host header in production"
+    );
+
+    let configured = spawn_app_with(|s| {
+        s.profile = offergate::config::Profile::Production;
+        s.hosted.return_origins = vec![SHOP.into()];
+        s.hosted.public_url = "https://verify.shop.test".into();
+    })
+    .await;
+    let checkout = configured.key(Role::Checkout).await;
+    let session = created(
+        &configured,
+        &checkout,
+        json!({"community": "student", "return_url": SHOP}),
+    )
+    .await;
+    assert!(
+        session["url"]
+            .as_str()
+            .expect("url")
+            .starts_with("https://verify.shop.test/verify/vs_")
+    );
+
+    for (env, named) in [
+        (
+            vec![("OFFERGATE_HOSTED__PUBLIC_URL", "http://verify.shop.test")],
+            "https",
+        ),
+        (
+            vec![("OFFERGATE_HOSTED__RETURN_ORIGINS", SHOP)],
+            "hosted.public_url",
+        ),
+    ] {
+        let mut vars: HashMap<String, String> = [
+            ("OFFERGATE_PROFILE", "production"),
+            ("DATABASE_URL", "postgres://app:pw@db/offergate"),
+            (
+                "OFFERGATE_SECRETS__BLIND_INDEX_KEY",
+                "11".repeat(32).as_str(),
+            ),
+            (
+                "OFFERGATE_SECRETS__KEY_ENCRYPTION_KEY",
+                "22".repeat(32).as_str(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        vars.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
+        let error = crate::helpers::settings_from(vars)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains(named), "{error}");
+    }
 }

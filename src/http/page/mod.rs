@@ -42,13 +42,16 @@ const CSRF_COOKIE: &str = "offergate_csrf";
 pub struct Hosted {
     pub rules: Rules,
     public_url: Option<String>,
+    /// Without `public_url`, whether the origin a request reached may stand
+    /// in for it (development only: a Host header is the caller's to write).
+    host_fallback: bool,
     brand: String,
     css: String,
     logo: Option<(Vec<u8>, &'static str)>,
 }
 
 impl Hosted {
-    pub fn new(settings: &HostedSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &HostedSettings, production: bool) -> anyhow::Result<Self> {
         let colour = BrandColour::parse(&settings.brand_colour).map_err(anyhow::Error::msg)?;
         let logo = match settings.logo() {
             Some(path) => {
@@ -69,6 +72,7 @@ impl Hosted {
             },
             public_url: (!settings.public_url.is_empty())
                 .then(|| settings.public_url.trim_end_matches('/').to_owned()),
+            host_fallback: !production,
             brand: settings.brand_name.trim().to_owned(),
             css: include_str!("../../../assets/verify.css")
                 .replace("BRAND_COLOUR", colour.as_str()),
@@ -76,13 +80,16 @@ impl Hosted {
         })
     }
 
-    /// The page's origin: the configured one, or the one this request
-    /// reached (development).
-    pub fn public_origin(&self, headers: &HeaderMap) -> String {
+    /// The page's origin: the configured one, or in development the one
+    /// this request reached; `None` in production without `public_url`.
+    pub fn public_origin(&self, headers: &HeaderMap) -> Option<String> {
         if let Some(url) = &self.public_url {
-            return url.clone();
+            return Some(url.clone());
         }
-        let host = headers
+        if !self.host_fallback {
+            return None;
+        }
+        headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .filter(|h| {
@@ -90,8 +97,7 @@ impl Hosted {
                     && h.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
             })
-            .unwrap_or("127.0.0.1:8080");
-        format!("http://{host}")
+            .map(|host| format!("http://{host}"))
     }
 
     fn secure_cookies(&self) -> bool {
@@ -291,7 +297,7 @@ async fn submit(
             }
         }
         Ok(Submitted::Invalid(errors)) => {
-            form_state.add_domain_errors(&ctx.tr, errors);
+            form_state.add_domain_errors(errors);
             render_form(
                 &state,
                 &ctx,
@@ -395,13 +401,17 @@ fn pick_locale(asked: Option<&str>, session: Option<&str>, headers: &HeaderMap) 
         })
 }
 
-/// A form post from another origin is refused; browsers send `Origin` on
-/// every POST, so its absence (an old browser) is let through to the
-/// token check, which alone suffices.
+/// A form post from another origin is refused. An absent or opaque
+/// (`null`) `Origin` (an old browser, a privacy setting) is let through to
+/// the token check, which alone suffices: the token is bound to an
+/// HttpOnly, SameSite=Strict cookie no other site can send or read.
 fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(origin) => origin == state.hosted.public_origin(headers),
+        None | Some("null") => true,
+        Some(origin) => state
+            .hosted
+            .public_origin(headers)
+            .is_some_and(|ours| origin == ours),
     }
 }
 
@@ -459,9 +469,13 @@ fn read_form(community: &Community, form: &PageForm) -> (RawIdentity, FormState)
             part(&form.birth_day),
         ) {
             (Some(year), Some(month), Some(day)) if (1900..=9999).contains(&year) => {
-                time::Month::try_from(month as u8)
+                let month = u8::try_from(month)
                     .ok()
-                    .and_then(|m| Date::from_calendar_date(i32::from(year), m, day as u8).ok())
+                    .and_then(|m| time::Month::try_from(m).ok());
+                let day = u8::try_from(day).ok();
+                month
+                    .zip(day)
+                    .and_then(|(m, d)| Date::from_calendar_date(i32::from(year), m, d).ok())
                     .filter(|d| *d <= time::OffsetDateTime::now_utc().date())
             }
             _ => None,
@@ -506,7 +520,21 @@ fn read_form(community: &Community, form: &PageForm) -> (RawIdentity, FormState)
         organization: text(&form.organization).filter(|_| wants(IdentityField::Organization)),
         license_number: text(&form.license_number).filter(|_| wants(IdentityField::LicenseNumber)),
     };
-    (person, state)
+    // The verification's own checks too (an e-mail's form, a name's
+    // length), so that every fault shows at once.
+    let request = crate::usecases::verify::Request {
+        subsegment: None,
+        person,
+        consent: true,
+        customer_ref: None,
+        customer_ref_ix: None,
+        offer_id: None,
+        idempotency: None,
+    };
+    if let Err(errors) = crate::usecases::verify::check(community, &request) {
+        state.add_domain_errors(errors);
+    }
+    (request.person, state)
 }
 
 fn render_form(

@@ -91,7 +91,8 @@ pub struct FormState {
     values: Vec<(&'static str, String)>,
     consent: bool,
     pub errors: Vec<&'static str>,
-    other_errors: Vec<(String, String)>,
+    /// Faults on no field of the form's own.
+    other_errors: usize,
     pub notice: Option<Notice>,
 }
 
@@ -109,7 +110,7 @@ impl FormState {
             values: Vec::new(),
             consent: false,
             errors: Vec::new(),
-            other_errors: Vec::new(),
+            other_errors: 0,
             notice: None,
         }
     }
@@ -139,14 +140,12 @@ impl FormState {
 
     /// Faults the verification's own checks found (a malformed e-mail, a
     /// name too long), each on its field.
-    pub fn add_domain_errors(&mut self, tr: &Tr, errors: Vec<Invalid>) {
+    pub fn add_domain_errors(&mut self, errors: Vec<Invalid>) {
         for error in errors {
             let field = error.field.strip_prefix("person.").unwrap_or(&error.field);
             match known_field(field) {
                 Some(known) => self.error(known),
-                None => self
-                    .other_errors
-                    .push((field.to_owned(), tr.t("error-other"))),
+                None => self.other_errors += 1,
             }
         }
     }
@@ -278,10 +277,10 @@ pub fn form(
             text: error.clone(),
         });
     }
-    for (_, text) in &form.other_errors {
+    if form.other_errors > 0 {
         errors.push(ErrorLink {
             target: "main".into(),
-            text: text.clone(),
+            text: tr.t("error-other"),
         });
     }
     let group = group_name(&tr, community, ctx.session.subsegment.as_deref());
@@ -547,9 +546,12 @@ fn finish(
     if let Ok(policy) = HeaderValue::from_str(&policy) {
         headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     }
+    // `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+    // `Origin: null` on the form's post. Either way no other origin ever
+    // sees the page's URL, which holds the session's secret.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -1,20 +1,17 @@
-//! The few W3C WebDriver commands the suite needs, as JSON over plain HTTP
-//! to a local chromedriver.
-//!
-//! Why not fantoccini: built without its TLS features it takes a connector
-//! only as a `hyper_util` type, which offergate does not depend on; the
-//! protocol is small enough to speak with the reqwest the tests already use.
+//! The suite's view of a browser: fantoccini's WebDriver client, with the
+//! few commands the tests use, each failing the test with what the page
+//! showed.
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use serde_json::{Value, json};
-
-/// The key W3C WebDriver names a web element reference by.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::wd::{Capabilities, TimeoutConfiguration};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::Value;
 
 /// Keys as WebDriver codes them (the Unicode private-use characters of the
-/// specification's key table).
+/// specification's key table, as fantoccini's `Key` names them).
 pub mod keys {
     pub const TAB: char = '\u{E004}';
     pub const ENTER: char = '\u{E007}';
@@ -24,7 +21,7 @@ pub mod keys {
 /// One browser session on a WebDriver server.
 #[derive(Clone, Debug)]
 pub struct Session {
-    http: reqwest::Client,
+    client: Client,
     base: String,
     browser_pid: Option<u32>,
 }
@@ -33,33 +30,40 @@ pub struct Session {
 #[derive(Clone, Debug)]
 pub struct Element {
     session: Session,
-    id: String,
+    element: fantoccini::elements::Element,
 }
 
 impl Session {
-    /// Opens a session with `capabilities` as `alwaysMatch`.
+    /// Opens a session with `capabilities`.
     pub async fn new(webdriver: &str, capabilities: Value) -> Result<Self, String> {
-        let http = reqwest::Client::new();
-        let answer = call(
-            &http,
-            reqwest::Method::POST,
-            &format!("{webdriver}/session"),
-            Some(json!({"capabilities": {"alwaysMatch": capabilities}})),
-        )
-        .await?;
-        let id = answer["sessionId"]
-            .as_str()
-            .ok_or_else(|| format!("no sessionId in {answer}"))?;
+        let capabilities: Capabilities = match capabilities {
+            Value::Object(map) => map,
+            other => return Err(format!("capabilities must be an object: {other}")),
+        };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(webdriver)
+            .await
+            .map_err(|error| error.to_string())?;
+        let id = client
+            .session_id()
+            .await
+            .map_err(|error| error.to_string())?
+            .ok_or("the server named no session")?;
+        let browser_pid = client
+            .capabilities()
+            .and_then(|c| c.get("goog:processID"))
+            .and_then(Value::as_u64)
+            .and_then(|pid| u32::try_from(pid).ok());
         Ok(Session {
-            http,
+            client,
             base: format!("{webdriver}/session/{id}"),
-            browser_pid: answer["capabilities"]["goog:processID"]
-                .as_u64()
-                .and_then(|pid| u32::try_from(pid).ok()),
+            browser_pid,
         })
     }
 
-    /// The session's address on its WebDriver server.
+    /// The session's address on its WebDriver server (to end it from a
+    /// runtime of its own).
     pub fn url(&self) -> &str {
         &self.base
     }
@@ -69,58 +73,37 @@ impl Session {
         self.browser_pid
     }
 
-    async fn command(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, String> {
-        call(&self.http, method, &format!("{}{path}", self.base), body).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.command(reqwest::Method::POST, path, Some(body))
-            .await
-            .unwrap_or_else(|error| panic!("POST {path}: {error}"))
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.command(reqwest::Method::GET, path, None)
-            .await
-            .unwrap_or_else(|error| panic!("GET {path}: {error}"))
-    }
-
     /// How long an asynchronous script may take before the command fails.
     pub async fn set_script_timeout(&self, timeout: Duration) {
-        self.post("/timeouts", json!({"script": timeout.as_millis() as u64}))
-            .await;
+        let mut timeouts = TimeoutConfiguration::default();
+        timeouts.set_script(Some(timeout));
+        self.client
+            .update_timeouts(timeouts)
+            .await
+            .expect("timeouts set");
     }
 
     /// Navigates and waits for the page to load.
     pub async fn goto(&self, url: &str) {
-        self.post("/url", json!({"url": url})).await;
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|error| panic!("going to {url}: {error}"));
     }
 
     pub async fn current_url(&self) -> String {
-        self.get("/url")
+        self.client
+            .current_url()
             .await
-            .as_str()
-            .expect("the URL is a string")
-            .to_owned()
+            .expect("the current URL")
+            .to_string()
     }
 
     /// The first element matching the CSS selector, if any.
     pub async fn find(&self, css: &str) -> Option<Element> {
-        let found = self
-            .command(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        match found {
-            Ok(value) => Some(self.element(&value)),
-            Err(error) if error.starts_with("no such element") => None,
+        match self.client.find(Locator::Css(css)).await {
+            Ok(element) => Some(self.element(element)),
+            Err(error) if error.is_no_such_element() => None,
             Err(error) => panic!("finding {css}: {error}"),
         }
     }
@@ -147,60 +130,55 @@ impl Session {
 
     /// The element that has the focus (the body when none has).
     pub async fn active_element(&self) -> Element {
-        let value = self.get("/element/active").await;
-        self.element(&value)
+        let element = self.client.active_element().await.expect("active element");
+        self.element(element)
     }
 
-    fn element(&self, value: &Value) -> Element {
+    fn element(&self, element: fantoccini::elements::Element) -> Element {
         Element {
             session: self.clone(),
-            id: value[ELEMENT_KEY]
-                .as_str()
-                .unwrap_or_else(|| panic!("not an element reference: {value}"))
-                .to_owned(),
+            element,
         }
     }
 
     /// Runs `script` as a function body in the page; `arguments` holds
     /// `args`.
     pub async fn execute(&self, script: &str, args: Vec<Value>) -> Value {
-        self.post("/execute/sync", json!({"script": script, "args": args}))
+        self.client
+            .execute(script, args)
             .await
+            .unwrap_or_else(|error| panic!("script failed: {error}"))
     }
 
     /// Runs `script` until it calls its last argument with the result.
     pub async fn execute_async(&self, script: &str, args: Vec<Value>) -> Value {
-        self.post("/execute/async", json!({"script": script, "args": args}))
+        self.client
+            .execute_async(script, args)
             .await
+            .unwrap_or_else(|error| panic!("asynchronous script failed: {error}"))
     }
 
     /// Presses each key in turn (down, then up), as a keyboard would.
     pub async fn press(&self, keys: &str) {
-        let actions: Vec<Value> = keys
-            .chars()
-            .flat_map(|key| {
-                [
-                    json!({"type": "keyDown", "value": key.to_string()}),
-                    json!({"type": "keyUp", "value": key.to_string()}),
-                ]
-            })
-            .collect();
-        self.post(
-            "/actions",
-            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
-        )
-        .await;
-        self.command(reqwest::Method::DELETE, "/actions", None)
+        let mut actions = KeyActions::new("keyboard".into());
+        for key in keys.chars() {
+            actions = actions
+                .then(KeyAction::Down { value: key })
+                .then(KeyAction::Up { value: key });
+        }
+        self.client
+            .perform_actions(actions)
+            .await
+            .expect("keys pressed");
+        self.client
+            .release_actions()
             .await
             .expect("actions released");
     }
 
     /// The visible viewport as a PNG.
     pub async fn screenshot(&self) -> Vec<u8> {
-        let encoded = self.get("/screenshot").await;
-        base64::engine::general_purpose::STANDARD
-            .decode(encoded.as_str().expect("base64 text"))
-            .expect("the screenshot is base64")
+        self.client.screenshot().await.expect("a screenshot")
     }
 
     /// Polls `condition` until it holds, failing after `limit` with
@@ -226,96 +204,53 @@ impl Session {
 
 impl Element {
     pub async fn click(&self) {
-        self.session
-            .post(&format!("/element/{}/click", self.id), json!({}))
-            .await;
+        self.element.click().await.expect("clicked");
     }
 
     /// Whether the element is gone from the page, as when the page it was
     /// on has been left.
     pub async fn is_stale(&self) -> bool {
-        match self
-            .session
-            .command(
-                reqwest::Method::GET,
-                &format!("/element/{}/name", self.id),
-                None,
-            )
-            .await
-        {
+        match self.element.tag_name().await {
             Ok(_) => false,
             // Mid-navigation chromedriver may also say the node has left
             // the document.
             Err(error) => {
-                error.starts_with("stale element reference")
-                    || error.contains("does not belong to the document")
+                error.is_stale_element_reference()
+                    || error
+                        .to_string()
+                        .contains("does not belong to the document")
             }
         }
     }
 
     /// Empties an input.
     pub async fn clear(&self) {
-        self.session
-            .post(&format!("/element/{}/clear", self.id), json!({}))
-            .await;
+        self.element.clear().await.expect("cleared");
     }
 
     /// Types `text` into the element (focusing it first).
     pub async fn send_keys(&self, text: &str) {
-        self.session
-            .post(
-                &format!("/element/{}/value", self.id),
-                json!({"text": text}),
-            )
-            .await;
+        self.element.send_keys(text).await.expect("typed");
     }
 
     pub async fn attribute(&self, name: &str) -> Option<String> {
-        self.session
-            .get(&format!("/element/{}/attribute/{name}", self.id))
-            .await
-            .as_str()
-            .map(str::to_owned)
+        self.element.attr(name).await.expect("attribute read")
     }
 
+    /// A DOM property, as JSON (`checked` is a boolean).
     pub async fn property(&self, name: &str) -> Value {
         self.session
-            .get(&format!("/element/{}/property/{name}", self.id))
+            .execute(
+                "return arguments[0][arguments[1]];",
+                vec![
+                    serde_json::to_value(&self.element).expect("element reference"),
+                    Value::String(name.to_owned()),
+                ],
+            )
             .await
     }
 
     pub async fn text(&self) -> String {
-        self.session
-            .get(&format!("/element/{}/text", self.id))
-            .await
-            .as_str()
-            .expect("text is a string")
-            .to_owned()
-    }
-}
-
-/// One WebDriver command: its `value`, or the error's name and message.
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    body: Option<Value>,
-) -> Result<Value, String> {
-    let mut request = http.request(method, url).timeout(Duration::from_secs(120));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.map_err(|error| error.to_string())?;
-    let status = response.status();
-    let answer: Value = response.json().await.map_err(|error| error.to_string())?;
-    let value = answer["value"].clone();
-    if status.is_success() {
-        Ok(value)
-    } else {
-        Err(format!(
-            "{}: {}",
-            value["error"].as_str().unwrap_or("unknown error"),
-            value["message"].as_str().unwrap_or_default()
-        ))
+        self.element.text().await.expect("text read")
     }
 }

@@ -212,6 +212,7 @@ const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:960px;mar
 h1 small{font-size:.5em;color:#667}h2{border-bottom:1px solid #ccd;margin-top:2.5rem}\
 .op,.schema{border:1px solid #dde;border-radius:6px;padding:.25rem 1rem;margin:1rem 0}\
 .method{display:inline-block;min-width:4.5em;text-align:center;border-radius:4px;color:#fff;font-size:.8em;padding:.1em .4em}\
-.get{background:#2b7bb9}.post{background:#2f9e44}.delete{background:#c92a2a}.put,.patch{background:#e67700}\
-table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:left;border-bottom:1px solid #eef;padding:.2rem .5rem;vertical-align:top}\
-pre{background:#f6f8fa;padding:.5rem;overflow:auto}.auth{color:#a61e4d}code{font-size:.95em}";
+.get{background:#2b6ca3}.post{background:#237032}.delete{background:#c92a2a}.put,.patch{background:#a85400}\
+table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:left;border-bottom:1px solid #eef;padding:.2rem .5rem;vertical-align:top}td{overflow-wrap:anywhere}\
+pre{background:#f6f8fa;padding:.5rem;white-space:pre-wrap;overflow-wrap:anywhere}.auth{color:#a61e4d}code{font-size:.95em}\
+@media (max-width:600px){body{padding:.5rem 1rem}}";

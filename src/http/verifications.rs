@@ -134,6 +134,7 @@ async fn verify(
     let origin = Origin {
         api_key_id: principal.key_id.as_str(),
         client_address: body.client_ip.unwrap_or(peer),
+        channel: crate::usecases::verify::Channel::Api,
     };
     let request = body.request(keyed);
     let answer = verify::verify(

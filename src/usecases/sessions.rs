@@ -316,6 +316,7 @@ pub async fn submit(
     let origin = Origin {
         api_key_id: &session.api_key_id,
         client_address: attempt.client_address,
+        channel: crate::usecases::verify::Channel::HostedPage,
     };
     let prepared =
         match verify::prepare(ring, indexer, limits, attempt.community, &origin, &request).await {

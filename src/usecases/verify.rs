@@ -93,6 +93,16 @@ pub struct Request {
 pub struct Origin<'a> {
     pub api_key_id: &'a str,
     pub client_address: IpAddr,
+    /// Where the attempt came in: a key's API calls and its hosted page's
+    /// attempts each have a failure budget of their own, so a flood on
+    /// the page cannot hold the checkout's own calls back, or the reverse.
+    pub channel: Channel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Api,
+    HostedPage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,9 +308,13 @@ impl Prepared {
             LimitSubject::ClientAddress,
             indexer.index("limit:address", &[&address]),
         ));
+        let key_budget = match origin.channel {
+            Channel::Api => "limit:api-key",
+            Channel::HostedPage => "limit:hosted-page-key",
+        };
         subjects.push((
             LimitSubject::ApiKey,
-            indexer.index("limit:api-key", &[origin.api_key_id]),
+            indexer.index(key_budget, &[origin.api_key_id]),
         ));
         let subjects = subjects
             .iter()

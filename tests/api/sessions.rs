@@ -1078,3 +1078,45 @@ async fn in_production_a_session_needs_the_pages_public_url() {
         assert!(error.contains(named), "{error}");
     }
 }
+
+#[tokio::test]
+async fn the_page_and_the_api_of_one_key_have_failure_budgets_of_their_own() {
+    let app = spawn_app_with(|s| {
+        s.hosted.return_origins = vec![SHOP.into()];
+        s.hosted.max_attempts = 10;
+        s.verification.max_failures_per_key = 2;
+    })
+    .await;
+    let admin = app.key(Role::Admin).await;
+    let checkout = app.key(Role::Checkout).await;
+    app.import_roster(&admin).await;
+    let session = created(
+        &app,
+        &checkout,
+        json!({"community": "student", "return_url": SHOP}),
+    )
+    .await;
+    let mut shopper = Shopper::new(session["url"].as_str().expect("url"));
+    shopper.open("").await;
+    let mut statuses = Vec::new();
+    for given in ["Ula", "Vic", "Wes"] {
+        let mut fields = wrong_year();
+        fields[0] = ("given_name", given);
+        statuses.push(shopper.post(&fields).await.status);
+    }
+    assert_eq!(
+        statuses,
+        vec![200, 200, 429],
+        "the page's budget for this key is spent"
+    );
+    // The same key's own calls still have theirs.
+    let api = app
+        .verify(
+            &checkout,
+            crate::helpers::student("Xan", "Nobody", "2001-01-01"),
+        )
+        .await;
+    assert_eq!(api.status(), 200);
+    let body: Value = api.json().await.expect("answer");
+    assert_eq!(body["status"], "not_verified");
+}

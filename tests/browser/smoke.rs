@@ -1,14 +1,13 @@
 //! The harness itself, on pages that need no verification session.
 
-use crate::harness::{Browser, assert_same_origin, axe, axe_violations, html_lang, screenshot};
+use crate::harness::{
+    Browser, assert_fits_phone, assert_same_origin, axe, axe_violations, html_lang, screenshot,
+};
 use crate::helpers::spawn_app;
 use crate::shop::Shop;
 
-// The docs page is not checked with axe here: it fails color-contrast (its
-// method badges) and scrollable-region-focusable (its schema blocks), and
-// its tables run past a phone's width.
 #[tokio::test]
-#[ignore = "needs Chromium: bash .ci/browser"]
+#[ignore = "needs Chromium and axe-core: bash .ci/browser"]
 async fn the_docs_page_renders_and_loads_only_from_its_own_origin() {
     let app = spawn_app().await;
     let browser = Browser::start().await;
@@ -18,6 +17,8 @@ async fn the_docs_page_renders_and_loads_only_from_its_own_origin() {
     assert_eq!(html_lang(&browser).await, "en");
     assert!(browser.find("#post-\\/v1\\/redemptions").await.is_some());
     assert_same_origin(&browser, "the docs page").await;
+    axe(&browser, "the docs page").await;
+    assert_fits_phone(&browser, "the docs page").await;
     screenshot(&browser, "docs").await;
 }
 

@@ -319,7 +319,9 @@ pub async fn submit(
         channel: crate::usecases::verify::Channel::HostedPage,
     };
     let prepared =
-        match verify::prepare(ring, indexer, limits, attempt.community, &origin, &request).await {
+        match verify::Prepared::new(ring, indexer, limits, attempt.community, &origin, &request)
+            .await
+        {
             Ok(prepared) => prepared,
             Err(VerifyError::Invalid(errors)) => return Ok(Submitted::Invalid(errors)),
             Err(other) => return Err(other),

@@ -249,19 +249,6 @@ pub async fn verify(
     answer(ring, &call, row).await
 }
 
-/// Works out what an attempt sends to the database (its checks, blind
-/// indexes and signing key), before any transaction is open.
-pub async fn prepare(
-    ring: &KeyRing,
-    indexer: &BlindIndexer,
-    limits: &Limits,
-    community: &Community,
-    origin: &Origin<'_>,
-    request: &Request,
-) -> Result<Prepared, VerifyError> {
-    Prepared::new(ring, indexer, limits, community, origin, request).await
-}
-
 /// `verify`, as one statement of the caller's transaction, so that what
 /// the caller writes beside it (a hosted session's outcome) commits with
 /// the attempt. Without an Idempotency-Key: the caller's own row lock
@@ -293,7 +280,9 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    async fn new(
+    /// Works out what an attempt sends to the database (its checks, blind
+    /// indexes and signing key), before any transaction is open.
+    pub async fn new(
         ring: &KeyRing,
         indexer: &BlindIndexer,
         limits: &Limits,

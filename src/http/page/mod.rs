@@ -191,20 +191,13 @@ async fn show(
     let Some(session) = load(&state, &secret).await else {
         return unknown(&state, &headers, query.lang.as_deref());
     };
-    let mut ctx = context(
-        &state,
-        session,
-        &secret,
-        query.lang.as_deref(),
-        &headers,
-        &jar,
-    );
+    let mut ctx = context(session, &secret, query.lang.as_deref(), &headers, &jar);
     let response = match Status::of(&ctx.session) {
         Status::Open => {
             match chosen_community(&state, &ctx.session, query.community.as_deref()).await {
                 Some(community) => {
-                    let form = FormState::empty(&community);
-                    render_form(&state, &ctx, &community, form, StatusCode::OK)
+                    let form = FormState::empty();
+                    view::form(&state, &ctx, &community, form, StatusCode::OK)
                 }
                 None => render_choice(&state, &ctx, query.community.is_some()).await,
             }
@@ -226,14 +219,7 @@ async fn submit(
     let Some(session) = load(&state, &secret).await else {
         return unknown(&state, &headers, form.lang.as_deref());
     };
-    let mut ctx = context(
-        &state,
-        session,
-        &secret,
-        form.lang.as_deref(),
-        &headers,
-        &jar,
-    );
+    let mut ctx = context(session, &secret, form.lang.as_deref(), &headers, &jar);
     if ctx.new_cookie
         || !view::csrf_matches(&state, &ctx, form.csrf.as_deref())
         || !same_origin(&state, &headers)
@@ -254,7 +240,7 @@ async fn submit(
     };
     let (person, mut form_state) = read_form(&community, &form);
     if !form_state.errors.is_empty() {
-        let response = render_form(
+        let response = view::form(
             &state,
             &ctx,
             &community,
@@ -291,14 +277,14 @@ async fn submit(
             ctx.session = session;
             if Status::of(&ctx.session) == Status::Open {
                 form_state.notice = Some(view::not_verified_notice(&ctx));
-                render_form(&state, &ctx, &community, form_state, StatusCode::OK)
+                view::form(&state, &ctx, &community, form_state, StatusCode::OK)
             } else {
                 closed(&state, &ctx)
             }
         }
         Ok(Submitted::Invalid(errors)) => {
             form_state.add_domain_errors(errors);
-            render_form(
+            view::form(
                 &state,
                 &ctx,
                 &community,
@@ -316,7 +302,7 @@ async fn submit(
                         .t_with("rate-limited-body", &[("minutes", Arg::Number(minutes))]),
                 ],
             });
-            let mut response = render_form(
+            let mut response = view::form(
                 &state,
                 &ctx,
                 &community,
@@ -361,7 +347,6 @@ async fn load(state: &AppState, secret: &str) -> Option<SessionRow> {
 }
 
 fn context(
-    state: &AppState,
     session: SessionRow,
     secret: &str,
     asked: Option<&str>,
@@ -376,7 +361,6 @@ fn context(
             (URL_SAFE_NO_PAD.encode(bytes), true)
         }
     };
-    let _ = state;
     Context {
         tr: Tr { locale },
         return_url: ReturnUrl::stored(&session.return_url),
@@ -446,7 +430,7 @@ async fn chosen_community(
 
 /// The identity the form holds, and what is missing or malformed in it.
 fn read_form(community: &Community, form: &PageForm) -> (RawIdentity, FormState) {
-    let mut state = FormState::from_form(community, form);
+    let mut state = FormState::from_form(form);
     let text = |value: &Option<String>| {
         value
             .as_deref()
@@ -535,16 +519,6 @@ fn read_form(community: &Community, form: &PageForm) -> (RawIdentity, FormState)
         state.add_domain_errors(errors);
     }
     (request.person, state)
-}
-
-fn render_form(
-    state: &AppState,
-    ctx: &Context,
-    community: &Community,
-    form: FormState,
-    status: StatusCode,
-) -> Response {
-    view::form(state, ctx, community, form, status)
 }
 
 async fn render_choice(state: &AppState, ctx: &Context, with_error: bool) -> Response {

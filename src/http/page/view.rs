@@ -105,7 +105,7 @@ const TEXT_FIELDS: [IdentityField; 5] = [
 ];
 
 impl FormState {
-    pub fn empty(_community: &Community) -> Self {
+    pub fn empty() -> Self {
         FormState {
             values: Vec::new(),
             consent: false,
@@ -115,8 +115,8 @@ impl FormState {
         }
     }
 
-    pub fn from_form(community: &Community, form: &PageForm) -> Self {
-        let mut state = FormState::empty(community);
+    pub fn from_form(form: &PageForm) -> Self {
+        let mut state = FormState::empty();
         let keep = |v: &Option<String>| v.clone().unwrap_or_default().chars().take(200).collect();
         state.values = vec![
             ("given_name", keep(&form.given_name)),
@@ -309,7 +309,7 @@ pub fn form(
         consent_checked: form.consent,
         consent_error,
     };
-    html(state, ctx, page.render(), status, true)
+    html(ctx, page.render(), status, true)
 }
 
 fn group_name(tr: &Tr, community: &Community, subsegment: Option<&str>) -> String {
@@ -355,7 +355,7 @@ pub fn choice(state: &AppState, ctx: &Context, options: Vec<Choice>, with_error:
     } else {
         StatusCode::OK
     };
-    html(state, ctx, page.render(), status, false)
+    html(ctx, page.render(), status, false)
 }
 
 pub struct Link {
@@ -433,7 +433,7 @@ pub fn message(state: &AppState, ctx: &Context, closed: Closed, status: StatusCo
         lines,
         link,
     };
-    html(state, ctx, page.render(), status, false)
+    html(ctx, page.render(), status, false)
 }
 
 pub fn not_verified_notice(ctx: &Context) -> Notice {
@@ -506,7 +506,6 @@ pub fn csrf_matches(state: &AppState, ctx: &Context, sent: Option<&str>) -> bool
 }
 
 fn html(
-    _state: &AppState,
     ctx: &Context,
     rendered: Result<String, askama::Error>,
     status: StatusCode,
